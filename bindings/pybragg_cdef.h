@@ -1,0 +1,220 @@
+/*
+ * cffi declarations of csrc/pybragg.h, the engine's one public header.
+ *
+ * Keep this file in step with the header: cffi compiles it in API mode, so the C
+ * compiler checks every function signature and struct field against the real
+ * declarations, and the import checks struct sizes, field offsets and enum values.
+ * No preprocessor directives other than "#define NAME ..." may appear here.
+ */
+
+#define PB_VERSION_MAJOR ...
+#define PB_VERSION_MINOR ...
+
+/* return codes */
+enum {
+    PB_OK = 0,
+    PB_ERR_INVALID = 1,
+    PB_ERR_INPUT = 2,
+    PB_ERR_NOMEM = 3
+};
+
+/* detector conventions */
+enum {
+    PB_CONVENTION_CUSTOM = 0,
+    PB_CONVENTION_ADXV = 1,
+    PB_CONVENTION_MOSFLM = 2,
+    PB_CONVENTION_XDS = 3,
+    PB_CONVENTION_DIALS = 4,
+    PB_CONVENTION_DENZO = 5
+};
+
+enum { PB_PIVOT_SAMPLE = 0, PB_PIVOT_BEAM = 1 };
+
+enum { PB_SHAPE_SQUARE = 0, PB_SHAPE_ROUND = 1, PB_SHAPE_GAUSS = 2, PB_SHAPE_TOPHAT = 3 };
+
+enum { PB_MISSET_NONE = 0, PB_MISSET_ANGLES = 1, PB_MISSET_RANDOM = 2 };
+
+typedef struct pb_crystal {
+    int has_cell;
+    double cell[6];
+    int has_matrix;
+    double a_star[3];
+    double b_star[3];
+    double c_star[3];
+    int misset_mode;
+    double misset[3];
+    long misset_seed;
+    double N[3];
+    double sample_size[3];
+    int shape;
+    double fudge;
+    double default_F;
+    int interpolate;
+    double mosaic_spread;
+    int mosaic_domains;
+    long mosaic_seed;
+    double phi0;
+    double osc;
+    double phistep;
+    int phisteps;
+    double spindle_axis[3];
+} pb_crystal;
+
+typedef struct pb_beam {
+    double lambda0;
+    double dispersion;
+    int dispsteps;
+    double hdivrange;
+    double hdivstep;
+    int hdivsteps;
+    double vdivrange;
+    double vdivstep;
+    int vdivsteps;
+    int round_div;
+    double beam_vector[3];
+    double polar_vector[3];
+    double polarization;
+    int nopolar;
+    double fluence;
+    double flux;
+    double exposure;
+    double beamsize;
+    double water_size;
+} pb_beam;
+
+typedef struct pb_detector {
+    int convention;
+    int pivot;
+    int fpixels;
+    int spixels;
+    double detsize_f;
+    double detsize_s;
+    double pixel_size;
+    double distance;
+    double close_distance;
+    double Xbeam, Ybeam;
+    double Xclose, Yclose;
+    double ORGX, ORGY;
+    double fdet_vector[3];
+    double sdet_vector[3];
+    double odet_vector[3];
+    double twotheta_axis[3];
+    int has_pix0;
+    double pix0_vector[3];
+    double rotx, roty, rotz;
+    double twotheta;
+    double thick;
+    double mu;
+    int thicksteps;
+    int curved;
+    int point_pixel;
+    int oversample;
+    int oversample_thick;
+    int oversample_polar;
+    int oversample_omega;
+    double dmin;
+    int roi[4];
+} pb_detector;
+
+typedef struct pb_config {
+    pb_crystal crystal;
+    pb_beam beam;
+    pb_detector detector;
+} pb_config;
+
+typedef struct pb_inputs {
+    const double *fhkl;
+    int h_min, k_min, l_min;
+    int nh, nk, nl;
+    const double *sources;
+    int n_sources;
+    const uint8_t *mask;
+    int mask_fpixels, mask_spixels;
+} pb_inputs;
+
+typedef struct pb_geometry {
+    int convention, pivot;
+    int fpixels, spixels;
+    double pixel_size, detsize_f, detsize_s;
+    double distance, close_distance;
+    double Xbeam, Ybeam, Fbeam, Sbeam;
+    double Xclose, Yclose, Fclose, Sclose;
+    double ORGX, ORGY;
+    double dials_origin[3];
+    double fdet[3], sdet[3], odet[3];
+    double beam[3], polar[3], vert[3], spindle[3], twotheta_axis[3];
+    double pix0[3];
+    double twotheta, rotx, roty, rotz;
+    double a[3], b[3], c[3];
+    double a_star[3], b_star[3], c_star[3];
+    double cell[6];
+    double recip_cell[6];
+    double volume;
+    double misset[3];
+    int misset_applied;
+    double N[3];
+    double xtal_size[3];
+    int shape;
+    double fudge;
+    int interpolate;
+    int oversample, recommended_oversample;
+    int thicksteps;
+    double thick, thickstep, mu;
+    int phisteps;
+    double phi0, osc, phistep;
+    int mosaic_domains;
+    double mosaic_spread;
+    int sources, divsteps, hdivsteps, vdivsteps, dispsteps;
+    double hdivrange, hdivstep, vdivrange, vdivstep, dispersion, dispstep;
+    double lambda0;
+    double fluence, flux, exposure, beamsize;
+    double water_size, I_bg;
+    double polarization;
+    int nopolar, curved, point_pixel;
+    int oversample_thick, oversample_polar, oversample_omega;
+    double dmin;
+    int roi[4];
+    long steps;
+} pb_geometry;
+
+typedef struct pb_stats {
+    double max_I;
+    double max_I_fast, max_I_slow;
+    long max_I_index;
+    double sum, sumsqr;
+    long n;
+    double mean, rms, rmsd;
+    double omega_sum;
+    long interpolation_fallbacks;
+} pb_stats;
+
+typedef struct pb_error {
+    int code;
+    char message[512];
+} pb_error;
+
+typedef struct pb_render_options {
+    int nthreads;
+    volatile long *progress;
+    int row_begin, row_end;
+} pb_render_options;
+
+typedef struct pb_plan pb_plan;
+
+void pb_config_init(pb_config *cfg);
+pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
+void pb_plan_free(pb_plan *plan);
+const pb_geometry *pb_plan_geometry(const pb_plan *plan);
+const double *pb_plan_sources(const pb_plan *plan, int *n);
+const double *pb_plan_mosaic(const pb_plan *plan, int *n);
+
+int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
+              const pb_render_options *opts, pb_error *err);
+
+int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
+             long seed, double adc_offset, uint16_t *out,
+             double *photons, long *overloads, pb_error *err);
+
+int pb_random_uniform(long seed, int n, float *out);
+
+const char *pb_version(void);

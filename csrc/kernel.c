@@ -1,0 +1,359 @@
+/*
+ * The pixel kernel: for every pixel, sum the scattered intensity over sensor
+ * layers, sub-pixels, sources, phi steps and mosaic domains, then scale it to
+ * photons.  Everything that does not depend on the pixel was prepared in the
+ * plan (sources, rotated crystal axes per phi step and domain).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Fourier transform of a row of N unit cells, at x = pi * (fractional index) */
+static inline double grating(double x, double N)
+{
+    if (x == 0.0) return N;
+    return sin(x * N) / sin(x);
+}
+
+/* Fourier transform of a sphere */
+static inline double sphere_transform(double x)
+{
+    if (x == 0.0) return 1.0;
+    return 3.0 * (sin(x) / x - cos(x)) / (x * x);
+}
+
+/* cubic Lagrange interpolation through (x0..x0+3, y[0..3]) at x */
+static inline double lagrange4(const double xs[4], const double y[4], double x)
+{
+    double d0 = x - xs[0], d1 = x - xs[1], d2 = x - xs[2], d3 = x - xs[3];
+    double t0 = d1 * d2 * d3 * y[0] / ((xs[0] - xs[1]) * (xs[0] - xs[2]) * (xs[0] - xs[3]));
+    double t1 = d0 * d2 * d3 * y[1] / ((xs[1] - xs[0]) * (xs[1] - xs[2]) * (xs[1] - xs[3]));
+    double t2 = d0 * d1 * d3 * y[2] / ((xs[2] - xs[0]) * (xs[2] - xs[1]) * (xs[2] - xs[3]));
+    double t3 = d0 * d1 * d2 * y[3] / ((xs[3] - xs[0]) * (xs[3] - xs[1]) * (xs[3] - xs[2]));
+    return t0 + t1 + t2 + t3;
+}
+
+typedef struct sf_table {
+    const double *F;
+    int h_min, k_min, l_min, nh, nk, nl;
+    int present;
+    double default_F;
+} sf_table;
+
+static inline double sf_nearest(const sf_table *t, int h0, int k0, int l0)
+{
+    if (t->present && h0 >= t->h_min && h0 < t->h_min + t->nh && k0 >= t->k_min && k0 < t->k_min + t->nk &&
+        l0 >= t->l_min && l0 < t->l_min + t->nl)
+        return t->F[((size_t)(h0 - t->h_min) * t->nk + (size_t)(k0 - t->k_min)) * t->nl + (size_t)(l0 - t->l_min)];
+    return t->default_F;
+}
+
+/* tricubic interpolation over the 4x4x4 neighbourhood; returns 0 when the
+   neighbourhood leaves the table (the caller then uses the nearest value) */
+static inline int sf_tricubic(const sf_table *t, double h, double k, double l, double *F)
+{
+    if (h - t->h_min + 3 > t->nh || h - 2 < t->h_min || k - t->k_min + 3 > t->nk || k - 2 < t->k_min ||
+        l - t->l_min + 3 > t->nl || l - 2 < t->l_min)
+        return 0;
+    int hf = (int)floor(h), kf = (int)floor(k), lf = (int)floor(l);
+    double hs[4], ks[4], ls[4];
+    for (int i = 0; i < 4; ++i) {
+        hs[i] = hf - 1 + i;
+        ks[i] = kf - 1 + i;
+        ls[i] = lf - 1 + i;
+    }
+    double along_h[4];
+    for (int i = 0; i < 4; ++i) {
+        double along_k[4];
+        for (int j = 0; j < 4; ++j) {
+            const double *row = t->F + ((size_t)(hf - 1 + i - t->h_min) * t->nk + (size_t)(kf - 1 + j - t->k_min)) * t->nl +
+                                (size_t)(lf - 1 - t->l_min);
+            along_k[j] = lagrange4(ls, row, l);
+        }
+        along_h[i] = lagrange4(ks, along_k, k);
+    }
+    *F = lagrange4(hs, along_h, h);
+    return 1;
+}
+
+/* polarization factor for an incident and a diffracted direction */
+static double polarization_factor(double kahn, const double incident_in[3], const double diffracted_in[3],
+                                  const double axis_in[3])
+{
+    double incident[3], diffracted[3], axis[3];
+    v3_unit(incident_in, incident);
+    v3_unit(diffracted_in, diffracted);
+    v3_unit(axis_in, axis);
+    double cos2t = v3_dot(incident, diffracted);
+    double cos2t_sqr = cos2t * cos2t;
+    double sin2t_sqr = 1 - cos2t_sqr;
+    double psi = 0.0;
+    if (kahn != 0.0) {
+        double B_in[3], E_in[3];
+        v3_cross(axis, incident, B_in);
+        v3_unit(B_in, B_in);
+        v3_cross(incident, B_in, E_in);
+        v3_unit(E_in, E_in);
+        double E_out = v3_dot(diffracted, E_in);
+        double B_out = v3_dot(diffracted, B_in);
+        psi = -atan2(B_out, E_out);
+    }
+    return 0.5 * (1.0 + cos2t_sqr - kahn * cos(2 * psi) * sin2t_sqr);
+}
+
+/* lattice factor of one crystal orientation at fractional (h, k, l) */
+static inline double lattice_factor(const pb_geometry *g, double h, double k, double l, int h0, int k0, int l0)
+{
+    const double Na = g->N[0], Nb = g->N[1], Nc = g->N[2];
+    if (g->shape == PB_SHAPE_SQUARE) {
+        double F = 1.0;
+        if (Na > 1) F *= grating(M_PI * h, Na);
+        if (Nb > 1) F *= grating(M_PI * k, Nb);
+        if (Nc > 1) F *= grating(M_PI * l, Nc);
+        return F;
+    }
+    double dh = h - h0, dk = k - k0, dl = l - l0;
+    if (g->shape == PB_SHAPE_ROUND) {
+        double hrad_sqr = dh * dh * Na * Na + dk * dk * Nb * Nb + dl * dl * Nc * Nc;
+        return Na * Nb * Nc * 0.723601254558268 * sphere_transform(M_PI * sqrt(hrad_sqr * g->fudge));
+    }
+    double dx = dh * g->a_star[0] + dk * g->b_star[0] + dl * g->c_star[0];
+    double dy = dh * g->a_star[1] + dk * g->b_star[1] + dl * g->c_star[1];
+    double dz = dh * g->a_star[2] + dk * g->b_star[2] + dl * g->c_star[2];
+    double rad_star_sqr = (dx * dx + dy * dy + dz * dz) * Na * Na * Nb * Nb * Nc * Nc;
+    if (g->shape == PB_SHAPE_GAUSS) return Na * Nb * Nc * exp(-(rad_star_sqr / 0.63 * g->fudge));
+    /* tophat */
+    return Na * Nb * Nc * (rad_star_sqr * g->fudge < 0.3969);
+}
+
+/* position of a sub-pixel (m, lab frame) */
+static inline void subpixel_position(const pb_geometry *g, double Fdet, double Sdet, double Odet, double pos[3])
+{
+    for (int i = 0; i < 3; ++i) pos[i] = Fdet * g->fdet[i] + Sdet * g->sdet[i] + Odet * g->odet[i] + g->pix0[i];
+    if (g->curved) {
+        /* every pixel at `distance`: detector coordinates become angles */
+        double start[3], mid[3];
+        v3_scale(g->beam, g->distance, start);
+        double angle_s = pos[1] / g->distance, angle_f = pos[2] / g->distance;
+        v3_rotate_axis(start, g->sdet, angle_s, mid);
+        v3_rotate_axis(mid, g->fdet, angle_f, pos);
+    }
+}
+
+typedef struct pixel_context {
+    const pb_plan *plan;
+    sf_table table;
+    int interpolate;
+} pixel_context;
+
+/* photons in one pixel; adds its summed solid angle and fallback count */
+static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, double *omega_acc, long *fallbacks)
+{
+    const pb_plan *p = ctx->plan;
+    const pb_geometry *g = &p->geo;
+    const int os = g->oversample;
+    const double sub = g->pixel_size / os;
+    const int n_orient = g->phisteps * g->mosaic_domains;
+    const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
+
+    double I = g->I_bg;
+    double polar = g->nopolar ? 1.0 : 0.0;
+    double omega = 0.0;
+    double capture = 0.0;
+
+    for (int layer = 0; layer < g->thicksteps; ++layer) {
+        double Odet = layer * g->thickstep;
+        capture = (g->thick == 0.0) ? 1.0 : 0.0;
+        for (int ss = 0; ss < os; ++ss) {
+            for (int sf = 0; sf < os; ++sf) {
+                double Fdet = sub * (fpixel * os + sf) + sub / 2.0;
+                double Sdet = sub * (spixel * os + ss) + sub / 2.0;
+                double pos[3], diffracted[3];
+                subpixel_position(g, Fdet, Sdet, Odet, pos);
+                double airpath = v3_unit(pos, diffracted);
+
+                if (omega == 0.0 || os_omega) {
+                    omega = g->pixel_size * g->pixel_size / airpath / airpath * g->close_distance / airpath;
+                    if (g->point_pixel) omega = 1.0 / airpath / airpath;
+                }
+                *omega_acc += omega;
+
+                if (capture == 0.0 || os_thick) {
+                    double parallax = v3_dot(diffracted, g->odet);
+                    capture = exp(-layer * g->thickstep * g->mu / parallax) -
+                              exp(-(layer + 1) * g->thickstep * g->mu / parallax);
+                }
+
+                for (int is = 0; is < p->n_sources; ++is) {
+                    const double *src = p->sources + 5 * is;
+                    double incident[3] = {-src[0], -src[1], -src[2]};
+                    double lambda = src[4];
+                    double S[3];
+                    for (int i = 0; i < 3; ++i) S[i] = (diffracted[i] - incident[i]) / lambda;
+                    double stol = 0.5 * v3_norm(S);
+                    if (g->dmin > 0.0 && stol > 0.0 && g->dmin > 0.5 / stol) continue;
+
+                    if (polar == 0.0 || os_polar)
+                        polar = polarization_factor(g->polarization, incident, diffracted, g->polar);
+
+                    for (int io = 0; io < n_orient; ++io) {
+                        const double *abc = p->axes + 9 * io;
+                        double h = v3_dot(abc, S), k = v3_dot(abc + 3, S), l = v3_dot(abc + 6, S);
+                        int h0 = (int)ceil(h - 0.5), k0 = (int)ceil(k - 0.5), l0 = (int)ceil(l - 0.5);
+                        double F_latt = lattice_factor(g, h, k, l, h0, k0, l0);
+                        if (F_latt == 0.0 && g->water_size == 0.0) continue;
+
+                        double F_cell;
+                        if (!ctx->interpolate || !sf_tricubic(&ctx->table, h, k, l, &F_cell)) {
+                            if (ctx->interpolate) ++*fallbacks;
+                            F_cell = sf_nearest(&ctx->table, h0, k0, l0);
+                        }
+                        double contribution = F_cell * F_cell * F_latt * F_latt;
+                        if (os_thick) contribution *= capture;
+                        if (os_polar) contribution *= polar;
+                        if (os_omega) contribution *= omega;
+                        I += contribution;
+                    }
+                }
+            }
+        }
+    }
+    double photons = PB_R_E_SQR * g->fluence * I / g->steps;
+    if (!os_thick) photons *= capture;
+    if (!os_polar) photons *= polar;
+    if (!os_omega) photons *= omega;
+    return photons;
+}
+
+static int pixel_selected(const pb_plan *p, int f, int s)
+{
+    const pb_geometry *g = &p->geo;
+    if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) return 0;
+    if (p->mask != NULL && p->mask[(size_t)s * g->fpixels + f] == 0) return 0;
+    return 1;
+}
+
+static void compute_stats(const pb_plan *p, const float *image, pb_stats *st)
+{
+    const pb_geometry *g = &p->geo;
+    double sum = 0.0, sumsqr = 0.0, max_I = 0.0;
+    long n = 0, max_index = -1;
+    for (int s = 0; s < g->spixels; ++s)
+        for (int f = 0; f < g->fpixels; ++f) {
+            if (!pixel_selected(p, f, s)) continue;
+            double v = image[(size_t)s * g->fpixels + f];
+            if (v > max_I) {
+                max_I = v;
+                max_index = (long)s * g->fpixels + f;
+            }
+            sum += v;
+            sumsqr += v * v;
+            ++n;
+        }
+    long nmean = n <= 0 ? 1 : n;
+    double mean = sum / nmean;
+    long nrms = n <= 1 ? 2 : n;
+    double rms = sqrt(sumsqr / (nrms - 1));
+    double dev = 0.0;
+    long nroi = 0;
+    for (int s = 0; s < g->spixels; ++s)
+        for (int f = 0; f < g->fpixels; ++f) {
+            if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) continue;
+            double d = image[(size_t)s * g->fpixels + f] - mean;
+            dev += d * d;
+            ++nroi;
+        }
+    if (nroi <= 1) nroi = 2;
+    st->max_I = max_I;
+    st->max_I_index = max_index;
+    st->max_I_fast = st->max_I_slow = 0.0;
+    if (max_index >= 0) {
+        /* the reference reports the last sub-pixel visited in that pixel */
+        int os = g->oversample;
+        double sub = g->pixel_size / os;
+        long f = max_index % g->fpixels, s = max_index / g->fpixels;
+        st->max_I_fast = sub * (f * os + os - 1) + sub / 2.0;
+        st->max_I_slow = sub * (s * os + os - 1) + sub / 2.0;
+    }
+    st->sum = sum;
+    st->sumsqr = sumsqr;
+    st->n = n;
+    st->mean = mean;
+    st->rms = rms;
+    st->rmsd = sqrt(dev / (nroi - 1));
+}
+
+int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats)
+{
+    if (plan == NULL || image == NULL || stats == NULL) return PB_ERR_INVALID;
+    memset(stats, 0, sizeof *stats);
+    compute_stats(plan, image, stats);
+    return PB_OK;
+}
+
+int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_render_options *opts, pb_error *err)
+{
+    if (err) {
+        err->code = PB_OK;
+        err->message[0] = '\0';
+    }
+    if (plan == NULL || image == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan or no image buffer");
+    const pb_geometry *g = &plan->geo;
+    pixel_context ctx;
+    ctx.plan = plan;
+    ctx.table.F = plan->fhkl;
+    ctx.table.h_min = plan->h_min;
+    ctx.table.k_min = plan->k_min;
+    ctx.table.l_min = plan->l_min;
+    ctx.table.nh = plan->nh;
+    ctx.table.nk = plan->nk;
+    ctx.table.nl = plan->nl;
+    ctx.table.present = plan->has_table;
+    ctx.table.default_F = plan->cfg.crystal.default_F;
+    ctx.interpolate = g->interpolate && plan->has_table;
+
+    int row_begin = 0, row_end = g->spixels, nthreads = 0;
+    volatile long *progress = NULL;
+    if (opts != NULL) {
+        nthreads = opts->nthreads;
+        progress = opts->progress;
+        if (opts->row_end > 0) {
+            row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
+            row_end = opts->row_end > g->spixels ? g->spixels : opts->row_end;
+        }
+    }
+#ifdef _OPENMP
+    if (nthreads <= 0) nthreads = omp_get_max_threads();
+#else
+    nthreads = 1;
+#endif
+    double omega_sum = 0.0;
+    long fallbacks = 0;
+    const int fpixels = g->fpixels;
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(+ : omega_sum, fallbacks)
+    for (int s = row_begin; s < row_end; ++s) {
+        for (int f = 0; f < fpixels; ++f) {
+            if (!pixel_selected(plan, f, s)) continue;
+            size_t idx = (size_t)s * fpixels + f;
+            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_sum, &fallbacks));
+        }
+        if (progress != NULL) {
+#pragma omp atomic
+            (*progress)++;
+        }
+    }
+
+    if (stats != NULL) {
+        memset(stats, 0, sizeof *stats);
+        compute_stats(plan, image, stats);
+        stats->omega_sum = omega_sum;
+        stats->interpolation_fallbacks = fallbacks;
+    }
+    return PB_OK;
+}

@@ -1,0 +1,266 @@
+/*
+ * pybragg: C engine for absolute-scale diffraction images of small crystals.
+ *
+ * The one public header of the library.  Everything is in SI units (metres,
+ * radians, photons per square metre) unless a field says otherwise.  The
+ * library keeps no global state, never prints and never exits: every call
+ * reports failure through its return code and a pb_error message.
+ *
+ * Life cycle:
+ *   pb_config cfg; pb_config_init(&cfg);      defaults, as the reference has them
+ *   ... set fields ...
+ *   pb_plan *plan = pb_plan_create(&cfg, &inputs, &err);   resolve geometry,
+ *                                               sources, mosaic domains
+ *   pb_plan_geometry(plan) / pb_plan_sources(plan, ...) / pb_plan_mosaic(...)
+ *   pb_render(plan, image, &stats, &opts, &err);           the pixel loop
+ *   pb_noise(...);                                          Poisson image
+ *   pb_plan_free(plan);
+ */
+#ifndef PYBRAGG_H
+#define PYBRAGG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PB_VERSION_MAJOR 0
+#define PB_VERSION_MINOR 1
+
+/* return codes */
+enum {
+    PB_OK = 0,
+    PB_ERR_INVALID = 1, /* impossible or inconsistent configuration */
+    PB_ERR_INPUT = 2,   /* input arrays do not fit the configuration */
+    PB_ERR_NOMEM = 3    /* out of memory */
+};
+
+/* detector conventions: each fixes beam, detector, polarization, spindle and
+   two-theta axes, how Xbeam/Ybeam map onto the detector and the pivot */
+enum {
+    PB_CONVENTION_CUSTOM = 0,
+    PB_CONVENTION_ADXV = 1,
+    PB_CONVENTION_MOSFLM = 2,
+    PB_CONVENTION_XDS = 3,
+    PB_CONVENTION_DIALS = 4,
+    PB_CONVENTION_DENZO = 5
+};
+
+/* what stays fixed when the detector is rotated */
+enum { PB_PIVOT_SAMPLE = 0, PB_PIVOT_BEAM = 1 };
+
+/* lattice transform (spot shape) */
+enum { PB_SHAPE_SQUARE = 0, PB_SHAPE_ROUND = 1, PB_SHAPE_GAUSS = 2, PB_SHAPE_TOPHAT = 3 };
+
+/* crystal orientation source */
+enum { PB_MISSET_NONE = 0, PB_MISSET_ANGLES = 1, PB_MISSET_RANDOM = 2 };
+
+/* Unset floating-point fields are NaN; unset counts are <= 0 (or -1 where
+   noted).  pb_config_init() writes the reference defaults. */
+typedef struct pb_crystal {
+    int has_cell;           /* 1: unit cell given in cell[] */
+    double cell[6];         /* a, b, c (m); alpha, beta, gamma (rad) */
+    int has_matrix;         /* 1: reciprocal vectors given (MOSFLM matrix / lambda) */
+    double a_star[3];       /* reciprocal vectors (1/m) */
+    double b_star[3];
+    double c_star[3];
+    int misset_mode;        /* PB_MISSET_* */
+    double misset[3];       /* rotations about lab x, y, z (rad) */
+    long misset_seed;       /* seed for -misset random, as given (> 0 typical) */
+    double N[3];            /* unit cells along a, b, c */
+    double sample_size[3];  /* crystal size along a, b, c (m); > 0 overrides N */
+    int shape;              /* PB_SHAPE_* */
+    double fudge;           /* scale of the lattice-transform radius */
+    double default_F;       /* structure factor outside the table */
+    int interpolate;        /* -1 auto (on when any N <= 2), 0 off, 1 tricubic */
+    double mosaic_spread;   /* isotropic mosaic spread (rad); NaN unset */
+    int mosaic_domains;     /* number of domains; <= 0 unset */
+    long mosaic_seed;       /* as given; default 12345678 */
+    double phi0;            /* spindle start (rad) */
+    double osc;             /* oscillation range (rad); NaN unset */
+    double phistep;         /* phi step (rad); NaN unset */
+    int phisteps;           /* number of phi steps; <= -1 unset */
+    double spindle_axis[3]; /* used by the CUSTOM convention */
+} pb_crystal;
+
+typedef struct pb_beam {
+    double lambda0;         /* central wavelength (m) */
+    double dispersion;      /* full spectral width, delta-lambda/lambda (fraction) */
+    int dispsteps;          /* wavelengths across it; <= 0 unset */
+    double hdivrange;       /* horizontal divergence (rad); NaN unset */
+    double hdivstep;        /* (rad); NaN unset */
+    int hdivsteps;          /* <= 0 unset */
+    double vdivrange;
+    double vdivstep;
+    int vdivsteps;
+    int round_div;          /* 1: cut the divergence raster to an ellipse */
+    double beam_vector[3];  /* direction of travel (CUSTOM convention) */
+    double polar_vector[3]; /* E-vector (CUSTOM convention) */
+    double polarization;    /* Kahn factor */
+    int nopolar;            /* 1: polarization factor 1 */
+    double fluence;         /* photons/m^2 */
+    double flux;            /* photons/s; > 0 with exposure and beamsize sets fluence */
+    double exposure;        /* s */
+    double beamsize;        /* m */
+    double water_size;      /* water background path (m) */
+} pb_beam;
+
+typedef struct pb_detector {
+    int convention;         /* PB_CONVENTION_* */
+    int pivot;              /* PB_PIVOT_*; conventions other than CUSTOM impose their own */
+    int fpixels;            /* pixels along fast axis; <= 0: from detsize_f */
+    int spixels;            /* pixels along slow axis; <= 0: from detsize_s */
+    double detsize_f;       /* m */
+    double detsize_s;       /* m */
+    double pixel_size;      /* m */
+    double distance;        /* sample to beam spot along the beam (m) */
+    double close_distance;  /* sample to detector plane (m); NaN unset */
+    double Xbeam, Ybeam;    /* beam centre in the convention's frame (m); NaN unset */
+    double Xclose, Yclose;  /* near point (m); NaN unset */
+    double ORGX, ORGY;      /* XDS origin (pixels); NaN unset */
+    double fdet_vector[3];  /* CUSTOM convention axes */
+    double sdet_vector[3];
+    double odet_vector[3];
+    double twotheta_axis[3];
+    int has_pix0;           /* 1: pix0_vector is the detector origin before rotations */
+    double pix0_vector[3];  /* m */
+    double rotx, roty, rotz;/* detector rotations about lab x, y, z (rad) */
+    double twotheta;        /* rotation about twotheta_axis (rad) */
+    double thick;           /* sensor thickness (m) */
+    double mu;              /* attenuation coefficient (1/m); NaN unset */
+    int thicksteps;         /* layers; <= 0 unset */
+    int curved;             /* 1: every pixel at the same distance */
+    int point_pixel;        /* 1: solid angle 1/R^2 (no obliquity) */
+    int oversample;         /* sub-pixels per axis; <= 0 auto */
+    int oversample_thick;   /* recompute capture fraction per sub-pixel */
+    int oversample_polar;   /* recompute polarization per sub-pixel */
+    int oversample_omega;   /* recompute solid angle per sub-pixel */
+    double dmin;            /* resolution cut-off (m); 0 off */
+    int roi[4];             /* xmin, xmax, ymin, ymax (pixels, inclusive); -1 unset */
+} pb_detector;
+
+typedef struct pb_config {
+    pb_crystal crystal;
+    pb_beam beam;
+    pb_detector detector;
+} pb_config;
+
+/* Arrays that come from files.  Pointers may be NULL. */
+typedef struct pb_inputs {
+    const double *fhkl;     /* nh*nk*nl structure factors, [h-h_min][k-k_min][l-l_min] */
+    int h_min, k_min, l_min;
+    int nh, nk, nl;         /* 0 when there is no table */
+    const double *sources;  /* n_sources x 5: X, Y, Z (m), weight, lambda (m); NaN = default */
+    int n_sources;
+    const uint8_t *mask;    /* fpixels*spixels, 0 = do not render; NULL = all */
+    int mask_fpixels, mask_spixels;
+} pb_inputs;
+
+/* Everything the plan derived from the configuration. */
+typedef struct pb_geometry {
+    int convention, pivot;
+    int fpixels, spixels;
+    double pixel_size, detsize_f, detsize_s;
+    double distance, close_distance;
+    double Xbeam, Ybeam, Fbeam, Sbeam;
+    double Xclose, Yclose, Fclose, Sclose;
+    double ORGX, ORGY;
+    double dials_origin[3];     /* mm, as the reference reports it */
+    double fdet[3], sdet[3], odet[3];
+    double beam[3], polar[3], vert[3], spindle[3], twotheta_axis[3];
+    double pix0[3];             /* detector origin after rotations (m) */
+    double twotheta, rotx, roty, rotz;
+    /* crystal */
+    double a[3], b[3], c[3];    /* real-space axes at phi=0 (m) */
+    double a_star[3], b_star[3], c_star[3]; /* reciprocal axes (1/Angstrom) */
+    double cell[6];             /* a, b, c (Angstrom), angles (deg) */
+    double recip_cell[6];       /* 1/Angstrom, deg */
+    double volume;              /* Angstrom^3 */
+    double misset[3];           /* applied misset (rad) */
+    int misset_applied;
+    double N[3];
+    double xtal_size[3];        /* m */
+    int shape;
+    double fudge;
+    int interpolate;
+    /* sampling */
+    int oversample, recommended_oversample;
+    int thicksteps;
+    double thick, thickstep, mu;
+    int phisteps;
+    double phi0, osc, phistep;
+    int mosaic_domains;
+    double mosaic_spread;
+    int sources, divsteps, hdivsteps, vdivsteps, dispsteps;
+    double hdivrange, hdivstep, vdivrange, vdivstep, dispersion, dispstep;
+    double lambda0;
+    double fluence, flux, exposure, beamsize;
+    double water_size, I_bg;
+    double polarization;
+    int nopolar, curved, point_pixel;
+    int oversample_thick, oversample_polar, oversample_omega;
+    double dmin;
+    int roi[4];
+    long steps;                 /* sources * domains * phisteps * oversample^2 */
+} pb_geometry;
+
+typedef struct pb_stats {
+    double max_I;               /* brightest pixel */
+    double max_I_fast, max_I_slow; /* its last sub-pixel position (m) */
+    long max_I_index;           /* slow*fpixels + fast; -1 when nothing rendered */
+    double sum, sumsqr;         /* over rendered pixels */
+    long n;                     /* rendered pixels */
+    double mean, rms, rmsd;     /* as the reference reports them */
+    double omega_sum;           /* summed solid angle over sub-pixels */
+    long interpolation_fallbacks; /* evaluations that fell back to nearest F */
+} pb_stats;
+
+typedef struct pb_error {
+    int code;
+    char message[512];
+} pb_error;
+
+/* optional per-call settings of pb_render */
+typedef struct pb_render_options {
+    int nthreads;               /* <= 0: OpenMP default */
+    volatile long *progress;    /* if set, incremented once per finished row */
+    int row_begin, row_end;     /* slow rows to render; row_end <= 0: all */
+} pb_render_options;
+
+typedef struct pb_plan pb_plan;
+
+void pb_config_init(pb_config *cfg);
+pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
+void pb_plan_free(pb_plan *plan);
+const pb_geometry *pb_plan_geometry(const pb_plan *plan);
+/* n x 5 array: unit direction from sample to source (x, y, z), weight, lambda (m) */
+const double *pb_plan_sources(const pb_plan *plan, int *n);
+/* n x 9 row-major rotation matrices, the first is the identity */
+const double *pb_plan_mosaic(const pb_plan *plan, int *n);
+
+/* Render into image (fpixels*spixels floats, slow-major); pixels outside the ROI
+   or the mask are left untouched (callers pass a zeroed buffer). */
+int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
+              const pb_render_options *opts, pb_error *err);
+
+/* Statistics of an image rendered for this plan, as pb_render reports them
+   (omega_sum and interpolation_fallbacks are left 0). */
+int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
+
+/* Poisson noise image as the reference draws it, pixel by pixel in file order
+   inside the ROI: out = min(65535, poisson(image) + adc), 0 outside the ROI. */
+int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
+             long seed, double adc_offset, uint16_t *out,
+             double *photons, long *overloads, pb_error *err);
+
+/* The reference's uniform generator, exposed for tests: n deviates from seed. */
+int pb_random_uniform(long seed, int n, float *out);
+
+const char *pb_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,169 @@
+/*
+ * Step counts and ranges of the sampled dimensions (spindle, divergence,
+ * dispersion, sensor layers, mosaic domains), completed from whichever of
+ * range / step / count the user gave, the way the reference completes them.
+ */
+#include "internal.h"
+
+/* A range sampled by a number of steps of a given size, any of which may be
+   unset (NaN or negative range, NaN or non-positive step, count <= 0). */
+typedef struct sweep {
+    double range, step;
+    int count;
+} sweep;
+
+/* completion rule shared by the divergences and the dispersion */
+static void complete_sweep(sweep *s)
+{
+    int range_unset = PB_UNSET_OR_NEG(s->range);
+    int step_unset = PB_UNSET_OR_NONPOS(s->step);
+    if (s->count <= 0) {
+        if (range_unset) {
+            if (step_unset) {
+                s->count = 1;
+                s->range = 0.0;
+                s->step = 0.0;
+            } else {
+                s->range = s->step;
+                s->count = 2;
+            }
+        } else if (step_unset) {
+            s->step = s->range;
+            s->count = 2;
+        } else {
+            s->count = (int)ceil(s->range / s->step);
+        }
+    } else {
+        if (range_unset) {
+            if (step_unset) {
+                s->range = 1.0;
+                s->step = s->range / s->count;
+            } else {
+                s->range = s->step;
+                s->count = 2;
+            }
+        } else if (step_unset) {
+            if (s->count <= 1) s->count = 2;
+            s->step = s->range / (s->count - 1);
+        }
+    }
+    /* nothing to sample */
+    if (!(s->range > 0.0) || !(s->step > 0.0) || s->count <= 0) {
+        s->count = 1;
+        s->range = 0.0;
+        s->step = 0.0;
+    }
+}
+
+void sampling_resolve(const pb_config *cfg, pb_geometry *g)
+{
+    const pb_crystal *c = &cfg->crystal;
+    const pb_beam *b = &cfg->beam;
+    const pb_detector *d = &cfg->detector;
+
+    /* spindle */
+    double osc = c->osc, phistep = c->phistep;
+    int phisteps = c->phisteps;
+    int osc_unset = PB_UNSET_OR_NEG(osc);
+    if (phisteps < 0) {
+        if (osc_unset) {
+            if (PB_UNSET_OR_NONPOS(phistep)) {
+                phisteps = 1;
+                osc = 0.0;
+                phistep = 0.0;
+            } else {
+                osc = phistep;
+                phisteps = 2;
+            }
+        } else if (PB_UNSET_OR_NONPOS(phistep)) {
+            phisteps = 2;
+            phistep = osc / 2.0;
+        } else {
+            phisteps = (int)ceil(osc / phistep);
+        }
+    } else {
+        if (phisteps == 0) phisteps = 1;
+        if (osc_unset) {
+            if (PB_UNSET_OR_NONPOS(phistep)) {
+                osc = 1.0 / (180.0 * 0.318309886183790671538); /* one degree */
+                phistep = osc / phisteps;
+            } else {
+                osc = phistep;
+                phisteps = 2;
+            }
+        } else if (PB_UNSET_OR_NEG(phistep)) {
+            phistep = osc / phisteps;
+        }
+    }
+    g->phi0 = c->phi0;
+    g->osc = osc;
+    g->phistep = phistep;
+    g->phisteps = phisteps;
+
+    /* divergence and dispersion */
+    sweep h = {b->hdivrange, b->hdivstep, b->hdivsteps};
+    sweep v = {b->vdivrange, b->vdivstep, b->vdivsteps};
+    sweep w = {b->dispersion, NAN, b->dispsteps};
+    complete_sweep(&h);
+    complete_sweep(&v);
+    complete_sweep(&w);
+    g->hdivrange = h.range;
+    g->hdivstep = h.step;
+    g->hdivsteps = h.count;
+    g->vdivrange = v.range;
+    g->vdivstep = v.step;
+    g->vdivsteps = v.count;
+    g->dispersion = w.range;
+    g->dispstep = w.step;
+    g->dispsteps = w.count;
+
+    /* sensor layers: an unset step count splits the thickness in two */
+    double thick = d->thick, thickstep = NAN;
+    int layers = d->thicksteps;
+    if (layers <= 0) {
+        if (thick < 0.0) {
+            layers = 1;
+            thick = 0.0;
+            thickstep = 0.0;
+        } else {
+            layers = 2;
+            thickstep = thick / layers;
+        }
+    } else if (thick < 0.0) {
+        thick = 0.5e-6;
+        thickstep = thick / layers;
+    } else {
+        if (layers <= 1) layers = 2;
+        thickstep = thick / (layers - 1);
+    }
+    double mu = d->mu;
+    if (thick > 0.0 && PB_UNSET_OR_NEG(mu)) mu = 1.0 / thick;
+    if (!(thick > 0.0) || !(thickstep > 0.0) || layers <= 0) {
+        layers = 1;
+        thick = 0.0;
+        thickstep = 0.0;
+    }
+    g->thick = thick;
+    g->thickstep = thickstep;
+    g->thicksteps = layers;
+    g->mu = mu;
+
+    /* mosaic domains */
+    double spread = c->mosaic_spread;
+    int domains = c->mosaic_domains;
+    if (domains <= 0) {
+        if (PB_UNSET_OR_NEG(spread)) {
+            domains = 1;
+            spread = 0.0;
+        } else {
+            domains = spread == 0.0 ? 1 : 10;
+        }
+    } else if (PB_UNSET_OR_NEG(spread)) {
+        spread = 0.0;
+        domains = 1;
+    } else if (spread == 0.0) {
+        domains = 1;
+    }
+    g->mosaic_spread = spread;
+    g->mosaic_domains = domains;
+}

@@ -1,0 +1,45 @@
+"""pybragg: nanoBragg's diffraction-image model with a C engine and a torch engine.
+
+>>> import pybragg
+>>> sim = pybragg.Simulator.from_args("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 32".split())
+>>> sim.run().image.shape
+(32, 32)
+"""
+
+from pybragg.config import (
+    BeamConfig,
+    Config,
+    Convention,
+    CrystalConfig,
+    DetectorConfig,
+    Misset,
+    Pivot,
+    Shape,
+)
+from pybragg.errors import BackendUnavailable, EngineError, PybraggError, UsageError
+from pybragg.inputs import Inputs
+from pybragg.result import Geometry, Result, Stats
+from pybragg.simulator import Simulator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "BeamConfig",
+    "Config",
+    "Convention",
+    "CrystalConfig",
+    "DetectorConfig",
+    "EngineError",
+    "Geometry",
+    "Inputs",
+    "Misset",
+    "Pivot",
+    "PybraggError",
+    "Result",
+    "Shape",
+    "Simulator",
+    "Stats",
+    "UsageError",
+    "__version__",
+]

@@ -1,0 +1,68 @@
+"""The C engine, as cffi sees it: ``ffi`` and ``lib`` of the extension ``pybragg._pybragg_cffi``.
+
+The extension is compiled (API mode) from ``bindings/build_cffi.py`` by ``pip install .``
+and sits next to the engine library ``libpybragg_engine.so`` in the installed package.
+
+When pybragg is imported from a source checkout rather than from the installed copy
+(``python -m pytest`` in the repository root puts the checkout first on ``sys.path``),
+the checkout has no compiled extension; the one installed into the current environment
+is loaded instead, so ``pip install . && python -m pytest`` tests what was just built.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import pathlib
+import sys
+from types import ModuleType
+
+__all__ = ["ffi", "lib"]
+
+_MODULE = "pybragg._pybragg_cffi"
+_NOT_BUILT = "pybragg's C engine is not built; install with `pip install .`"
+
+
+def _load_installed_extension() -> ModuleType | None:
+    """The extension of the installed pybragg distribution, if it lives elsewhere than here."""
+    try:
+        dist = importlib.metadata.distribution("pybragg")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    here = pathlib.Path(__file__).resolve().parent
+    names = {"_pybragg_cffi" + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES}
+    for record in dist.files or ():
+        if record.name not in names or record.parent.name != "pybragg":
+            continue
+        path = pathlib.Path(str(dist.locate_file(record))).resolve()
+        if path.parent == here or not path.is_file():
+            continue
+        spec = importlib.util.spec_from_file_location(_MODULE, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_MODULE] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(_MODULE, None)
+            raise
+        return module
+    return None
+
+
+try:
+    from pybragg._pybragg_cffi import ffi, lib
+except ModuleNotFoundError as exc:
+    if exc.name != _MODULE:
+        raise
+    _ext = _load_installed_extension()
+    if _ext is None:
+        raise ImportError(_NOT_BUILT, name=_MODULE) from exc
+    ffi, lib = _ext.ffi, _ext.lib
+except ImportError as exc:
+    # Built, but it cannot be loaded (missing engine library, wrong interpreter, ...).
+    raise ImportError(
+        f"pybragg's C engine failed to load ({exc}); reinstall with `pip install .`", name=_MODULE
+    ) from exc

@@ -1,0 +1,170 @@
+"""``pybragg``: the nanoBragg-compatible command line.
+
+Exit codes: 0 success, 2 usage error (bad flag or value), 1 any other failure
+(unreadable or garbled input file, engine failure, unwritable output).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from pybragg.errors import PybraggError, UsageError
+
+RAD2DEG = 180.0 / math.pi
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, shown once a render passes one second."""
+
+    def __init__(self, stream: TextIO, delay: float = 1.0, width: int = 40):
+        self.stream = stream
+        self.delay = delay
+        self.width = width
+        self.start = time.monotonic()
+        self.shown = False
+
+    def __call__(self, fraction: float) -> None:
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.delay and not self.shown:
+            return
+        self.shown = True
+        filled = int(self.width * fraction)
+        eta = elapsed / fraction - elapsed if fraction > 0 else float("nan")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:5.1f}%  {elapsed:6.1f} s"
+            + (f"  ~{eta:5.0f} s left" if fraction < 1 and math.isfinite(eta) else " " * 14)
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line if it was shown."""
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _v(vec: Sequence[float]) -> str:
+    return " ".join(f"{x:.6g}" for x in vec)
+
+
+def print_summary(result, out: TextIO) -> None:
+    """The derived geometry, sampling and crystal, as a crystallographer checks them."""
+    g = result.geometry
+    conv = ["custom", "adxv", "mosflm", "xds", "dials", "denzo"][g.convention]
+    w = out.write
+    w(f"pybragg {result.backend} engine ({result.dtype}, {result.device})\n")
+    w(f"  {conv} convention, detector pivots about the {'beam spot' if g.pivot == 1 else 'sample'}\n")
+    w(f"  unit cell: {_v(g.cell)}  (A, deg)   volume {g.volume:.6g} A^3\n")
+    w(f"  reciprocal cell: {_v(g.recip_cell)}  (1/A, deg)\n")
+    for name, vec in (("a", g.a), ("b", g.b), ("c", g.c)):
+        w(f"  {name} = {_v([x * 1e10 for x in vec])} A\n")
+    if g.misset_applied:
+        w(f"  misset: {_v([x * RAD2DEG for x in g.misset])} deg\n")
+    shape = ["parallelepiped", "ellipsoidal", "gaussian", "tophat-spot"][g.shape]
+    w(f"  {shape} crystal: {g.N[0]:.0f}x{g.N[1]:.0f}x{g.N[2]:.0f} cells "
+      f"({g.xtal_size[0] * 1e6:.4g} x {g.xtal_size[1] * 1e6:.4g} x {g.xtal_size[2] * 1e6:.4g} um)\n")
+    w(f"  structure factors: {'tricubic interpolation' if g.interpolate else 'nearest reflection'}\n")
+    w(f"  wavelength {g.lambda0:.6g} m +/- {g.dispersion * 100:g}% in {g.dispsteps} steps\n")
+    w(f"  {g.sources} sources ({g.divsteps} divergence steps; h {g.hdivrange:g}/{g.hdivstep:g} rad, "
+      f"v {g.vdivrange:g}/{g.vdivstep:g} rad)\n")
+    w(f"  {g.mosaic_domains} mosaic domains over {g.mosaic_spread * RAD2DEG:g} deg\n")
+    w(f"  {g.phisteps} phi steps from {g.phi0 * RAD2DEG:g} to {(g.phi0 + g.osc) * RAD2DEG:g} deg\n")
+    w(f"  {g.oversample}x{g.oversample} sub-pixels"
+      + "".join(f" +{n}" for n, on in (("thick", g.oversample_thick), ("polar", g.oversample_polar),
+                                        ("omega", g.oversample_omega)) if on)
+      + f" (recommended {g.recommended_oversample}); {g.thicksteps} sensor layers, "
+      f"{g.thick * 1e6:g} um thick, mu {g.mu:g} /m\n")
+    pol = "off" if g.nopolar else f"Kahn factor {g.polarization:g}"
+    w(f"  polarization {pol}; fluence {g.fluence:.6g} photons/m^2\n")
+    w(f"  detector {g.fpixels}x{g.spixels} pixels of {g.pixel_size * 1e3:g} mm; distance {g.distance * 1e3:.6g} mm,"
+      f" close distance {g.close_distance * 1e3:.6g} mm\n")
+    w(f"  Xbeam={g.Xbeam * 1e3:.6g} Ybeam={g.Ybeam * 1e3:.6g}  Fbeam={g.Fbeam * 1e3:.6g} Sbeam={g.Sbeam * 1e3:.6g}"
+      f"  Fclose={g.Fclose * 1e3:.6g} Sclose={g.Sclose * 1e3:.6g} mm\n")
+    w(f"  XDS ORGX={g.ORGX:.6g} ORGY={g.ORGY:.6g}; DIALS origin {_v(g.dials_origin)} mm\n")
+    w(f"  fast axis {_v(g.fdet)}; slow axis {_v(g.sdet)}; normal {_v(g.odet)}\n")
+    w(f"  beam {_v(g.beam)}; spindle {_v(g.spindle)}; detector origin {_v([x * 1e3 for x in g.pix0])} mm\n")
+    w(f"  roi: {g.roi[0]} <= x <= {g.roi[1]}, {g.roi[2]} <= y <= {g.roi[3]}\n")
+    s = result.stats
+    w(f"  solid angle subtended: {s.omega_sum / g.steps:.6g} sr\n")
+    where = f"pixel (slow, fast) {s.max_I_pixel}" if s.max_I_pixel else "no pixel"
+    w(f"  max_I = {s.max_I:.6g} at {s.max_I_fast:.6g} {s.max_I_slow:.6g} m ({where})\n")
+    w(f"  mean= {s.mean:.6g} rms= {s.rms:.6g} rmsd= {s.rmsd:.6g}\n")
+    if s.interpolation_fallbacks:
+        w(f"warning: {s.interpolation_fallbacks} structure-factor evaluations fell outside the table for "
+          "tricubic interpolation and used the nearest reflection instead\n")
+    w(f"  rendered in {result.seconds:.3f} s\n")
+
+
+def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Parse nanoBragg flags, render, print the summary and write the outputs."""
+    from pybragg.cli.help import format_help
+    from pybragg.output import check_writable, write_outputs
+    from pybragg.simulator import Simulator
+
+    if any(a in ("-h", "--help", "-help") for a in argv):
+        out.write(format_help())
+        return 0
+    if not argv:
+        err.write(format_help())
+        return 2
+    sim = Simulator.from_args(argv, write_dump=True, notice=lambda m: err.write(m + "\n"))
+    inv = sim.invocation
+    o = inv.outputs
+    wanted = [p for p in (o.floatfile, o.intfile) if p]
+    if o.write_pgm and o.pgmfile:
+        wanted.append(o.pgmfile)
+    if o.write_noise and o.noisefile:
+        wanted.append(o.noisefile)
+    try:
+        check_writable(wanted)
+    except OSError as exc:
+        raise PybraggError(f"cannot write output: {exc}") from exc
+    show = inv.progress if inv.progress is not None else err.isatty()
+    bar: Callable[[float], None] | None = ProgressBar(err) if show else None
+    result = sim.run(progress=bar)
+    if isinstance(bar, ProgressBar):
+        bar.close()
+    print_summary(result, out)
+    try:
+        written = write_outputs(result, o)
+    except OSError as exc:
+        raise PybraggError(f"cannot write output: {exc}") from exc
+    out.write(f"  intfile_scale = {written.int_scale:.6g}\n")
+    if written.pgm_scale is not None:
+        out.write(f"  pgm_scale = {written.pgm_scale:.6g}\n")
+    if written.photons is not None:
+        out.write(f"  {written.photons:.0f} photons on noise image ({written.overloads} overloads), "
+                  f"seed {o.noise_seed}\n")
+    out.writelines(f"  wrote {path}\n" for path in written.files)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pybragg`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] in ("compare", "trace"):
+            from pybragg.cli import tools
+
+            return tools.main(args[0], args[1:], sys.stdout, sys.stderr)
+        return run_simulation(args, sys.stdout, sys.stderr)
+    except UsageError as exc:
+        sys.stderr.write(f"pybragg: error: {exc}\n")
+        return 2
+    except PybraggError as exc:
+        sys.stderr.write(f"pybragg: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("pybragg: interrupted\n")
+        return 130
+    except MemoryError:
+        sys.stderr.write("pybragg: error: out of memory\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

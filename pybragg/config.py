@@ -1,0 +1,222 @@
+"""Configuration of a simulation: plain dataclasses in SI units.
+
+Every engine consumes the same :class:`Config`.  Field names match the C
+engine's structs in ``csrc/pybragg.h`` one to one, so the C binding copies them
+by name.  ``None`` means "unset": the engine then derives the value the way the
+reference nanoBragg does (for example the beam centre from the detector size).
+
+Units: lengths in metres, angles in radians, wavelengths in metres, fluence in
+photons/m^2, flux in photons/s, exposure in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+
+Vec3 = tuple[float, float, float]
+
+
+class Convention(enum.IntEnum):
+    """Detector/beam axis conventions (values match ``PB_CONVENTION_*``)."""
+
+    CUSTOM = 0
+    ADXV = 1
+    MOSFLM = 2
+    XDS = 3
+    DIALS = 4
+    DENZO = 5
+
+
+class Pivot(enum.IntEnum):
+    """What stays fixed when the detector rotates (``PB_PIVOT_*``)."""
+
+    SAMPLE = 0
+    BEAM = 1
+
+
+class Shape(enum.IntEnum):
+    """Lattice transform / spot shape (``PB_SHAPE_*``)."""
+
+    SQUARE = 0
+    ROUND = 1
+    GAUSS = 2
+    TOPHAT = 3
+
+
+class Misset(enum.IntEnum):
+    """How the crystal orientation is perturbed (``PB_MISSET_*``)."""
+
+    NONE = 0
+    ANGLES = 1
+    RANDOM = 2
+
+
+@dataclass
+class CrystalConfig:
+    """Unit cell, orientation, size, spot shape, mosaicity and spindle."""
+
+    has_cell: bool = False
+    #: a, b, c (m) and alpha, beta, gamma (rad)
+    cell: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    has_matrix: bool = False
+    #: reciprocal axes (1/m), e.g. a MOSFLM matrix divided by the wavelength
+    a_star: Vec3 = (0.0, 0.0, 0.0)
+    b_star: Vec3 = (0.0, 0.0, 0.0)
+    c_star: Vec3 = (0.0, 0.0, 0.0)
+    misset_mode: Misset = Misset.NONE
+    #: rotations about lab x, y, z applied to the reciprocal axes (rad)
+    misset: Vec3 = (0.0, 0.0, 0.0)
+    #: seed of ``-misset random`` (the reference negates it internally)
+    misset_seed: int = 1
+    #: unit cells along a, b, c
+    N: Vec3 = (1.0, 1.0, 1.0)
+    #: crystal size along a, b, c (m); a positive entry overrides N
+    sample_size: Vec3 = (0.0, 0.0, 0.0)
+    shape: Shape = Shape.SQUARE
+    fudge: float = 1.0
+    #: structure factor of reflections missing from the table
+    default_F: float = 0.0
+    #: None: tricubic interpolation when any N <= 2
+    interpolate: bool | None = None
+    #: isotropic mosaic spread (rad)
+    mosaic_spread: float | None = None
+    mosaic_domains: int | None = None
+    mosaic_seed: int = 12345678
+    #: spindle start (rad)
+    phi0: float = 0.0
+    #: oscillation range (rad)
+    osc: float | None = None
+    phistep: float | None = None
+    phisteps: int | None = None
+    #: spindle axis (CUSTOM convention only)
+    spindle_axis: Vec3 = (0.0, 0.0, 1.0)
+
+
+@dataclass
+class BeamConfig:
+    """Wavelength, spectrum, divergence, polarization and dose."""
+
+    #: central wavelength (m)
+    lambda0: float = 1.0e-10
+    #: full spectral width delta-lambda/lambda (fraction, 0.01 = 1 %)
+    dispersion: float = 0.0
+    dispsteps: int | None = None
+    #: horizontal / vertical divergence ranges and steps (rad)
+    hdivrange: float | None = None
+    hdivstep: float | None = None
+    hdivsteps: int | None = None
+    vdivrange: float | None = None
+    vdivstep: float | None = None
+    vdivsteps: int | None = None
+    #: cut the divergence raster to an ellipse
+    round_div: bool = True
+    #: direction of travel (CUSTOM convention only)
+    beam_vector: Vec3 = (1.0, 0.0, 0.0)
+    #: E-vector direction (CUSTOM convention only)
+    polar_vector: Vec3 = (0.0, 0.0, 1.0)
+    #: Kahn polarization factor
+    polarization: float = 0.0
+    nopolar: bool = False
+    #: photons/m^2
+    fluence: float = 125932015286227086360700780544.0
+    #: photons/s; with exposure and beamsize it sets the fluence
+    flux: float = 0.0
+    exposure: float = 1.0
+    #: beam size (m)
+    beamsize: float = 1.0e-4
+    #: path through water for the background (m)
+    water_size: float = 0.0
+
+
+@dataclass
+class DetectorConfig:
+    """Pixel array, placement, axes, sensor and sampling."""
+
+    convention: Convention = Convention.MOSFLM
+    #: only the CUSTOM convention honours this; the others impose their own
+    pivot: Pivot = Pivot.BEAM
+    fpixels: int = 0
+    spixels: int = 0
+    detsize_f: float = 102.4e-3
+    detsize_s: float = 102.4e-3
+    pixel_size: float = 0.1e-3
+    distance: float = 100.0e-3
+    close_distance: float | None = None
+    Xbeam: float | None = None
+    Ybeam: float | None = None
+    Xclose: float | None = None
+    Yclose: float | None = None
+    #: XDS origin (pixels)
+    ORGX: float | None = None
+    ORGY: float | None = None
+    fdet_vector: Vec3 = (0.0, 0.0, 1.0)
+    sdet_vector: Vec3 = (0.0, -1.0, 0.0)
+    odet_vector: Vec3 = (1.0, 0.0, 0.0)
+    twotheta_axis: Vec3 = (0.0, 1.0, 0.0)
+    has_pix0: bool = False
+    #: detector origin (corner of the first pixel) before rotations (m)
+    pix0_vector: Vec3 = (0.0, 0.0, 0.0)
+    rotx: float = 0.0
+    roty: float = 0.0
+    rotz: float = 0.0
+    twotheta: float = 0.0
+    #: sensor thickness (m)
+    thick: float = 0.0
+    #: attenuation coefficient (1/m)
+    mu: float | None = None
+    thicksteps: int | None = None
+    curved: bool = False
+    point_pixel: bool = False
+    oversample: int | None = None
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    #: resolution cut-off (m); 0 = none
+    dmin: float = 0.0
+    #: xmin, xmax, ymin, ymax in pixels (inclusive)
+    roi: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Config:
+    """A whole simulation setup, consumed by every engine."""
+
+    crystal: CrystalConfig = field(default_factory=CrystalConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def copy(self) -> Config:
+        """A deep copy that can be changed without touching this one."""
+        return copy.deepcopy(self)
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with dotted fields changed: ``cfg.replace(**{"detector.distance": 0.2})``."""
+        new = self.copy()
+        for key, value in changes.items():
+            obj: object = new
+            *path, last = key.split(".")
+            for part in path:
+                obj = getattr(obj, part)
+            if not hasattr(obj, last):
+                raise AttributeError(f"no configuration field {key!r}")
+            setattr(obj, last, value)
+        return new
+
+
+def iter_fields(cfg: object, prefix: str = ""):
+    """Yield ``(dotted_name, value)`` for every leaf field of a config dataclass."""
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(value, prefix + f.name + ".")
+        else:
+            yield prefix + f.name, value
+
+
+def is_finite_number(x: object) -> bool:
+    """True for a real, finite number (bools excluded)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,23 @@
+"""Exceptions raised by pybragg.  The command line maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class PybraggError(Exception):
+    """Base class of every error pybragg raises on purpose (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(PybraggError, ValueError):
+    """A bad flag, value or combination on the command line (exit code 2)."""
+
+    exit_code = 2
+
+
+class EngineError(PybraggError, RuntimeError):
+    """An engine refused the configuration or failed while rendering."""
+
+
+class BackendUnavailable(PybraggError, RuntimeError):
+    """The requested engine or device cannot be used here."""

@@ -1,0 +1,34 @@
+"""Arrays that a simulation reads from files: structure factors, sources, mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pybragg.io.hkl import HKLTable
+
+
+@dataclass
+class Inputs:
+    """File-borne inputs of a simulation, shared by every engine.
+
+    ``hkl``: structure-factor table (None: every reflection has ``default_F``);
+    ``sources``: (n, 5) array of X, Y, Z (m), weight, wavelength (m), NaN where the
+    default applies (None: sources come from divergence and dispersion);
+    ``mask``: uint8 (slow, fast), 0 = pixel not rendered (None: all pixels).
+    """
+
+    hkl: HKLTable | None = None
+    sources: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.sources is not None:
+            self.sources = np.ascontiguousarray(self.sources, dtype=np.float64)
+            if self.sources.ndim != 2 or self.sources.shape[1] != 5:
+                raise ValueError("sources must be an (n, 5) array")
+        if self.mask is not None:
+            self.mask = np.ascontiguousarray(self.mask != 0, dtype=np.uint8)
+            if self.mask.ndim != 2:
+                raise ValueError("mask must be a 2-D (slow, fast) array")

@@ -1,0 +1,172 @@
+"""Structure-factor tables: text ``h k l F`` files and the binary Fdump cache."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import FormatError, describe_path, read_bytes, read_text, shorten
+
+
+@dataclass(frozen=True, eq=False)
+class HKLTable:
+    """Structure-factor amplitudes on a dense Miller-index grid.
+
+    ``F[h - h_min, k - k_min, l - l_min]`` is the amplitude of reflection
+    ``(h, k, l)``; ``count`` is how many entries came from the source file.
+    """
+
+    F: np.ndarray
+    h_min: int
+    k_min: int
+    l_min: int
+    count: int
+
+    def __post_init__(self) -> None:
+        grid = np.ascontiguousarray(self.F, dtype=np.float64)
+        if grid.ndim != 3 or 0 in grid.shape:
+            raise ValueError(f"HKLTable.F must be a non-empty 3-D array, got shape {grid.shape}")
+        object.__setattr__(self, "F", grid)
+        for name in ("h_min", "k_min", "l_min", "count"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    @property
+    def h_max(self) -> int:
+        """Largest h index in the table."""
+        return self.h_min + self.F.shape[0] - 1
+
+    @property
+    def k_max(self) -> int:
+        """Largest k index in the table."""
+        return self.k_min + self.F.shape[1] - 1
+
+    @property
+    def l_max(self) -> int:
+        """Largest l index in the table."""
+        return self.l_min + self.F.shape[2] - 1
+
+
+def _index(token: str) -> int | None:
+    """Integer value of an index token ("3" or "3.0"), or None if not integral."""
+    value = float(token)
+    if not math.isfinite(value) or value != math.floor(value):
+        return None
+    return int(value)
+
+
+def _parse_fast(rows: list[list[str]]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of well-formed rows; None if anything needs a closer look."""
+    if not rows or any(len(r) != 4 for r in rows):
+        return None
+    try:
+        table = np.array(rows, dtype=np.float64)
+    except ValueError:
+        return None
+    hkl = table[:, :3]
+    if not (np.isfinite(table).all() and (hkl == np.floor(hkl)).all()):
+        return None
+    return hkl.astype(np.int64), table[:, 3].copy()
+
+
+def _parse_slow(name: str, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Line-by-line parse that reports the first bad line."""
+    indices: list[tuple[int, int, int]] = []
+    values: list[float] = []
+    for lineno, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        try:
+            numbers = [float(t) for t in tokens[:4]]
+        except ValueError:
+            numbers = []
+        if len(numbers) < 4:
+            raise FormatError(f"{name}: line {lineno}: expected 'h k l F', got {shorten(line.strip())}")
+        h, k, l_ = (_index(t) for t in tokens[:3])
+        if h is None or k is None or l_ is None:
+            raise FormatError(
+                f"{name}: line {lineno}: Miller indices must be integers, got {shorten(' '.join(tokens[:3]))}"
+            )
+        if not math.isfinite(numbers[3]):
+            raise FormatError(f"{name}: line {lineno}: structure factor is not finite: {shorten(tokens[3])}")
+        indices.append((h, k, l_))
+        values.append(numbers[3])
+    if not indices:
+        raise FormatError(f"{name}: no reflections found")
+    return np.array(indices, dtype=np.int64), np.array(values, dtype=np.float64)
+
+
+def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0) -> HKLTable:
+    """Read a text ``h k l F`` file into a dense table.
+
+    Blank lines are skipped, columns after F are ignored, later duplicates win,
+    and grid cells missing from the file hold ``default_F``. ``count`` is the
+    number of distinct reflections in the file.
+    """
+    name = describe_path(path)
+    lines = read_text(path).splitlines()
+    parsed = _parse_fast([r for r in (line.split() for line in lines) if r])
+    idx, values = parsed if parsed is not None else _parse_slow(name, lines)
+    lo = idx.min(axis=0)
+    shape = tuple(int(n) for n in idx.max(axis=0) - lo + 1)
+    flat = np.ravel_multi_index(tuple((idx - lo).T), shape)
+    # keep the last occurrence of every reflection
+    _, first_from_end = np.unique(flat[::-1], return_index=True)
+    keep = len(flat) - 1 - first_from_end
+    grid = np.full(shape, float(default_F), dtype=np.float64)
+    grid.flat[flat[keep]] = values[keep]
+    return HKLTable(F=grid, h_min=int(lo[0]), k_min=int(lo[1]), l_min=int(lo[2]), count=len(keep))
+
+
+_FDUMP_HEADER = re.compile(
+    rb"\s*([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s*"
+)
+
+
+def read_fdump(path: str | os.PathLike[str]) -> HKLTable:
+    """Read a reference ``Fdump.bin`` cache (header, form feed, padded float64 grid)."""
+    name = describe_path(path)
+    raw = read_bytes(path)
+    ff = raw.find(b"\f", 0, 256)
+    match = _FDUMP_HEADER.fullmatch(raw[:ff]) if ff >= 0 else None
+    if match is None:
+        head = raw[: max(ff, 0) or 40].decode("latin-1")
+        raise FormatError(
+            f"{name}: bad Fdump header: expected 'h_min h_max k_min k_max l_min l_max' "
+            f"then a form feed, "
+            f"got {shorten(head)}"
+        )
+    h_min, h_max, k_min, k_max, l_min, l_max = (int(g) for g in match.groups())
+    if h_max < h_min or k_max < k_min or l_max < l_min:
+        raise FormatError(
+            f"{name}: bad Fdump header: negative index range "
+            f"h {h_min}..{h_max}, k {k_min}..{k_max}, l {l_min}..{l_max}"
+        )
+    shape = (h_max - h_min + 2, k_max - k_min + 2, l_max - l_min + 2)
+    need = shape[0] * shape[1] * shape[2] * 8
+    data = raw[ff + 1 :]
+    if len(data) < need:
+        raise FormatError(
+            f"{name}: truncated: header says {shape[0]}x{shape[1]}x{shape[2]} "
+            f"float64 values "
+            f"({need} bytes) but only {len(data)} data bytes follow"
+        )
+    padded = np.frombuffer(data, dtype="<f8", count=need // 8).reshape(shape)
+    grid = padded[:-1, :-1, :-1].astype(np.float64)
+    return HKLTable(F=grid, h_min=h_min, k_min=k_min, l_min=l_min, count=grid.size)
+
+
+def write_fdump(path: str | os.PathLike[str], table: HKLTable) -> None:
+    """Write ``table`` in the reference's ``Fdump.bin`` layout (zero-padded grid)."""
+    header = (
+        f"{table.h_min} {table.h_max} {table.k_min} {table.k_max} {table.l_min} {table.l_max}\n\f"
+    ).encode("ascii")
+    nh, nk, nl = table.F.shape
+    padded = np.zeros((nh + 1, nk + 1, nl + 1), dtype="<f8")
+    padded[:nh, :nk, :nl] = table.F
+    atomic_write(path, header + padded.tobytes())

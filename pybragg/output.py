@@ -1,0 +1,133 @@
+"""Writers of a result: float image, SMV images (scaled and noisy), PGM."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pybragg.io.cformat import c_g
+from pybragg.io.floatimage import write_float_image
+from pybragg.io.pgm import write_pgm
+from pybragg.io.smv import write_smv
+from pybragg.result import Result
+
+RAD2DEG = 180.0 / math.pi
+
+
+def smv_fields(result: Result) -> list[tuple[str, str]]:
+    """Header fields (after SIZE1/SIZE2) of the SMV images, as the reference writes them."""
+    g = result.geometry
+    px = g.pixel_size
+    mm = 1000.0
+    return [
+        ("PIXEL_SIZE", c_g(px * mm)),
+        ("DISTANCE", c_g(g.distance * mm)),
+        ("WAVELENGTH", c_g(g.lambda0 * 1e10)),
+        ("BEAM_CENTER_X", c_g(g.Xbeam * mm)),
+        ("BEAM_CENTER_Y", c_g(g.Ybeam * mm)),
+        ("ADXV_CENTER_X", c_g(g.Fbeam * mm)),
+        ("ADXV_CENTER_Y", c_g((g.detsize_s - g.Sbeam) * mm)),
+        ("MOSFLM_CENTER_X", c_g((g.Sbeam - 0.5 * px) * mm)),
+        ("MOSFLM_CENTER_Y", c_g((g.Fbeam - 0.5 * px) * mm)),
+        ("DENZO_X_BEAM", c_g(g.Sbeam * mm)),
+        ("DENZO_Y_BEAM", c_g(g.Fbeam * mm)),
+        ("DIALS_ORIGIN", ",".join(c_g(v) for v in g.dials_origin)),
+        ("XDS_ORGX", c_g(g.ORGX)),
+        ("XDS_ORGY", c_g(g.ORGY)),
+        ("CLOSE_DISTANCE", c_g(g.close_distance * mm)),
+        ("PHI", c_g(g.phi0 * RAD2DEG)),
+        ("OSC_START", c_g(g.phi0 * RAD2DEG)),
+        ("OSC_RANGE", c_g(g.osc * RAD2DEG)),
+        ("TWOTHETA", c_g(g.twotheta * RAD2DEG)),
+        ("DETECTOR_SN", "000"),
+        ("BEAMLINE", "fake"),
+    ]
+
+
+def roi_mask(result: Result) -> np.ndarray:
+    """Boolean (slow, fast) array: True inside the region of interest."""
+    g = result.geometry
+    xmin, xmax, ymin, ymax = g.roi
+    s = np.arange(g.spixels)[:, None]
+    f = np.arange(g.fpixels)[None, :]
+    return (f >= xmin) & (f <= xmax) & (s >= ymin) & (s <= ymax)
+
+
+def float32_image(result: Result) -> np.ndarray:
+    """The image as the float32 values the reference stores."""
+    return np.ascontiguousarray(result.image, dtype=np.float32)
+
+
+def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
+    """Noiseless integer image and the scale used (default: brightest pixel at 55000)."""
+    if scale is None or scale <= 0.0:
+        scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
+    value = float32_image(result).astype(np.float64) * scale + adc_offset
+    value = np.clip(value, 0.0, 65535.0)
+    counts = np.floor((value + 0.5).astype(np.float32)).astype(np.uint16)
+    counts[~roi_mask(result)] = 0
+    return counts, scale
+
+
+def pgm_image(result: Result, scale: float | None, int_scale: float) -> tuple[np.ndarray, float]:
+    """8-bit image and the scale used (default: 5 rms deviations at 250)."""
+    if scale is None or scale <= 0.0:
+        scale = 250.0 / (5.0 * result.stats.rmsd) if result.stats.rmsd > 0.0 else int_scale
+    value = np.minimum(float32_image(result).astype(np.float64) * scale, 255.0)
+    grey = value.astype(np.uint8)
+    grey[~roi_mask(result)] = 0
+    return grey, scale
+
+
+@dataclass
+class Written:
+    """What :func:`write_outputs` wrote and the numbers it derived."""
+
+    files: list[str]
+    int_scale: float
+    pgm_scale: float | None
+    photons: float | None
+    overloads: int | None
+
+
+def check_writable(paths: list[str]) -> None:
+    """Raise OSError naming the first path whose folder cannot be written."""
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise OSError(f"{path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OSError(f"{path}: folder {folder} is not writable")
+        if os.path.isdir(path):
+            raise OSError(f"{path}: is a folder")
+
+
+def write_outputs(result: Result, outputs) -> Written:  # noqa: ANN001 - cli.parse.OutputOptions
+    """Write every output that ``outputs`` asks for; each file is complete or absent."""
+    from pybragg.engines.c_engine import noise_image
+
+    files: list[str] = []
+    fields = smv_fields(result)
+    if outputs.floatfile:
+        write_float_image(outputs.floatfile, float32_image(result))
+        files.append(outputs.floatfile)
+    counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
+    if outputs.intfile:
+        write_smv(outputs.intfile, counts, fields)
+        files.append(outputs.intfile)
+    pgm_scale = None
+    if outputs.write_pgm and outputs.pgmfile:
+        grey, pgm_scale = pgm_image(result, outputs.pgm_scale, int_scale)
+        write_pgm(outputs.pgmfile, grey, pgm_scale)
+        files.append(outputs.pgmfile)
+    photons = overloads = None
+    if outputs.write_noise and outputs.noisefile:
+        noisy, photons, overloads = noise_image(
+            float32_image(result), tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
+        )
+        write_smv(outputs.noisefile, noisy, fields)
+        files.append(outputs.noisefile)
+    return Written(files, int_scale, pgm_scale, photons, overloads)
