@@ -211,6 +211,8 @@ const double *pb_plan_mosaic(const pb_plan *plan, int *n);
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
               const pb_render_options *opts, pb_error *err);
 
+int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
+
 int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
              long seed, double adc_offset, uint16_t *out,
              double *photons, long *overloads, pb_error *err);
