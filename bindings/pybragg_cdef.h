@@ -201,6 +201,13 @@ typedef struct pb_render_options {
 
 typedef struct pb_plan pb_plan;
 
+typedef struct pb_trace_record {
+    char name[24];
+    int index[6];
+    int n;
+    double values[3];
+} pb_trace_record;
+
 void pb_config_init(pb_config *cfg);
 pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
 void pb_plan_free(pb_plan *plan);
@@ -210,6 +217,9 @@ const double *pb_plan_mosaic(const pb_plan *plan, int *n);
 
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
               const pb_render_options *opts, pb_error *err);
+
+int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
+                   int *count, double *value, pb_error *err);
 
 int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
 

@@ -145,14 +145,43 @@ static inline void subpixel_position(const pb_geometry *g, double Fdet, double S
     }
 }
 
+/* trace sink of pb_trace_pixel; NULL in the pixel loop */
+typedef struct tracer {
+    pb_trace_record *records;
+    int capacity;
+    int count;
+} tracer;
+
+static void trace_emit(tracer *tr, const char *name, int layer, int ss, int sf, int source, int phi, int dom,
+                       const double *values, int n)
+{
+    if (tr->count < tr->capacity) {
+        pb_trace_record *r = &tr->records[tr->count];
+        memset(r, 0, sizeof *r);
+        strncpy(r->name, name, sizeof r->name - 1);
+        int idx[6] = {layer, ss, sf, source, phi, dom};
+        memcpy(r->index, idx, sizeof idx);
+        r->n = n;
+        for (int i = 0; i < n; ++i) r->values[i] = values[i];
+    }
+    tr->count++;
+}
+
+static void trace1(tracer *tr, const char *name, int layer, int ss, int sf, int source, int phi, int dom, double v)
+{
+    trace_emit(tr, name, layer, ss, sf, source, phi, dom, &v, 1);
+}
+
 typedef struct pixel_context {
     const pb_plan *plan;
     sf_table table;
     int interpolate;
 } pixel_context;
 
-/* photons in one pixel; adds its summed solid angle and fallback count */
-static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, double *omega_acc, long *fallbacks)
+/* photons in one pixel; adds its summed solid angle and fallback count.
+   `tr` is NULL except in pb_trace_pixel (inlined away in the pixel loop). */
+static inline double render_pixel(const pixel_context *ctx, int fpixel, int spixel, double *omega_acc,
+                                  long *fallbacks, tracer *tr)
 {
     const pb_plan *p = ctx->plan;
     const pb_geometry *g = &p->geo;
@@ -165,6 +194,13 @@ static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, dou
     double polar = g->nopolar ? 1.0 : 0.0;
     double omega = 0.0;
     double capture = 0.0;
+    if (tr) {
+        trace_emit(tr, "pix0", -1, -1, -1, -1, -1, -1, g->pix0, 3);
+        trace_emit(tr, "fdet", -1, -1, -1, -1, -1, -1, g->fdet, 3);
+        trace_emit(tr, "sdet", -1, -1, -1, -1, -1, -1, g->sdet, 3);
+        trace_emit(tr, "odet", -1, -1, -1, -1, -1, -1, g->odet, 3);
+        trace1(tr, "I_background", -1, -1, -1, -1, -1, -1, I);
+    }
 
     for (int layer = 0; layer < g->thicksteps; ++layer) {
         double Odet = layer * g->thickstep;
@@ -188,6 +224,15 @@ static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, dou
                     capture = exp(-layer * g->thickstep * g->mu / parallax) -
                               exp(-(layer + 1) * g->thickstep * g->mu / parallax);
                 }
+                if (tr) {
+                    double det[3] = {Fdet, Sdet, Odet};
+                    trace_emit(tr, "subpixel_fso", layer, ss, sf, -1, -1, -1, det, 3);
+                    trace_emit(tr, "position", layer, ss, sf, -1, -1, -1, pos, 3);
+                    trace_emit(tr, "diffracted", layer, ss, sf, -1, -1, -1, diffracted, 3);
+                    trace1(tr, "airpath", layer, ss, sf, -1, -1, -1, airpath);
+                    trace1(tr, "omega", layer, ss, sf, -1, -1, -1, omega);
+                    trace1(tr, "capture_fraction", layer, ss, sf, -1, -1, -1, capture);
+                }
 
                 for (int is = 0; is < p->n_sources; ++is) {
                     const double *src = p->sources + 5 * is;
@@ -196,10 +241,17 @@ static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, dou
                     double S[3];
                     for (int i = 0; i < 3; ++i) S[i] = (diffracted[i] - incident[i]) / lambda;
                     double stol = 0.5 * v3_norm(S);
+                    if (tr) {
+                        trace_emit(tr, "incident", layer, ss, sf, is, -1, -1, incident, 3);
+                        trace1(tr, "lambda", layer, ss, sf, is, -1, -1, lambda);
+                        trace_emit(tr, "scattering", layer, ss, sf, is, -1, -1, S, 3);
+                        trace1(tr, "stol", layer, ss, sf, is, -1, -1, stol);
+                    }
                     if (g->dmin > 0.0 && stol > 0.0 && g->dmin > 0.5 / stol) continue;
 
                     if (polar == 0.0 || os_polar)
                         polar = polarization_factor(g->polarization, incident, diffracted, g->polar);
+                    if (tr) trace1(tr, "polarization", layer, ss, sf, is, -1, -1, polar);
 
                     for (int io = 0; io < n_orient; ++io) {
                         const double *abc = p->axes + 9 * io;
@@ -218,15 +270,38 @@ static double render_pixel(const pixel_context *ctx, int fpixel, int spixel, dou
                         if (os_polar) contribution *= polar;
                         if (os_omega) contribution *= omega;
                         I += contribution;
+                        if (tr) {
+                            int ip = io / g->mosaic_domains, im = io % g->mosaic_domains;
+                            double frac[3] = {h, k, l}, near[3] = {h0, k0, l0};
+                            trace_emit(tr, "hkl", layer, ss, sf, is, ip, im, frac, 3);
+                            trace_emit(tr, "hkl_nearest", layer, ss, sf, is, ip, im, near, 3);
+                            if (g->shape == PB_SHAPE_SQUARE) {
+                                double parts[3] = {g->N[0] > 1 ? grating(M_PI * h, g->N[0]) : 1.0,
+                                                   g->N[1] > 1 ? grating(M_PI * k, g->N[1]) : 1.0,
+                                                   g->N[2] > 1 ? grating(M_PI * l, g->N[2]) : 1.0};
+                                trace_emit(tr, "F_latt_abc", layer, ss, sf, is, ip, im, parts, 3);
+                            }
+                            trace1(tr, "F_latt", layer, ss, sf, is, ip, im, F_latt);
+                            trace1(tr, "F_cell", layer, ss, sf, is, ip, im, F_cell);
+                            trace1(tr, "I_sum", layer, ss, sf, is, ip, im, I);
+                        }
                     }
                 }
             }
         }
     }
     double photons = PB_R_E_SQR * g->fluence * I / g->steps;
+    if (tr) {
+        trace1(tr, "I_total", -1, -1, -1, -1, -1, -1, I);
+        trace1(tr, "scale", -1, -1, -1, -1, -1, -1, PB_R_E_SQR * g->fluence / g->steps);
+        if (!os_omega) trace1(tr, "omega_applied", -1, -1, -1, -1, -1, -1, omega);
+        if (!os_polar) trace1(tr, "polarization_applied", -1, -1, -1, -1, -1, -1, polar);
+        if (!os_thick) trace1(tr, "capture_applied", -1, -1, -1, -1, -1, -1, capture);
+    }
     if (!os_thick) photons *= capture;
     if (!os_polar) photons *= polar;
     if (!os_omega) photons *= omega;
+    if (tr) trace1(tr, "pixel", -1, -1, -1, -1, -1, -1, (double)(float)photons);
     return photons;
 }
 
@@ -288,6 +363,43 @@ static void compute_stats(const pb_plan *p, const float *image, pb_stats *st)
     st->rmsd = sqrt(dev / (nroi - 1));
 }
 
+static pixel_context make_context(const pb_plan *plan)
+{
+    pixel_context ctx;
+    ctx.plan = plan;
+    ctx.table.F = plan->fhkl;
+    ctx.table.h_min = plan->h_min;
+    ctx.table.k_min = plan->k_min;
+    ctx.table.l_min = plan->l_min;
+    ctx.table.nh = plan->nh;
+    ctx.table.nk = plan->nk;
+    ctx.table.nl = plan->nl;
+    ctx.table.present = plan->has_table;
+    ctx.table.default_F = plan->cfg.crystal.default_F;
+    ctx.interpolate = plan->geo.interpolate && plan->has_table;
+    return ctx;
+}
+
+int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
+                   int *count, double *value, pb_error *err)
+{
+    if (plan == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan");
+    const pb_geometry *g = &plan->geo;
+    if (fpixel < 0 || fpixel >= g->fpixels || spixel < 0 || spixel >= g->spixels)
+        return pb_set_error(err, PB_ERR_INVALID, "pixel (slow %d, fast %d) is outside the %dx%d detector", spixel,
+                            fpixel, g->spixels, g->fpixels);
+    if (capacity < 0 || (capacity > 0 && records == NULL))
+        return pb_set_error(err, PB_ERR_INVALID, "no room for trace records");
+    pixel_context ctx = make_context(plan);
+    tracer tr = {records, capacity, 0};
+    double omega_sum = 0.0;
+    long fallbacks = 0;
+    double photons = render_pixel(&ctx, fpixel, spixel, &omega_sum, &fallbacks, &tr);
+    if (count) *count = tr.count;
+    if (value) *value = (double)(float)photons;
+    return PB_OK;
+}
+
 int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats)
 {
     if (plan == NULL || image == NULL || stats == NULL) return PB_ERR_INVALID;
@@ -304,18 +416,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     }
     if (plan == NULL || image == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan or no image buffer");
     const pb_geometry *g = &plan->geo;
-    pixel_context ctx;
-    ctx.plan = plan;
-    ctx.table.F = plan->fhkl;
-    ctx.table.h_min = plan->h_min;
-    ctx.table.k_min = plan->k_min;
-    ctx.table.l_min = plan->l_min;
-    ctx.table.nh = plan->nh;
-    ctx.table.nk = plan->nk;
-    ctx.table.nl = plan->nl;
-    ctx.table.present = plan->has_table;
-    ctx.table.default_F = plan->cfg.crystal.default_F;
-    ctx.interpolate = g->interpolate && plan->has_table;
+    pixel_context ctx = make_context(plan);
 
     int row_begin = 0, row_end = g->spixels, nthreads = 0;
     volatile long *progress = NULL;
@@ -341,7 +442,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
         for (int f = 0; f < fpixels; ++f) {
             if (!pixel_selected(plan, f, s)) continue;
             size_t idx = (size_t)s * fpixels + f;
-            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_sum, &fallbacks));
+            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_sum, &fallbacks, NULL));
         }
         if (progress != NULL) {
 #pragma omp atomic

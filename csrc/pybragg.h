@@ -231,6 +231,16 @@ typedef struct pb_render_options {
 
 typedef struct pb_plan pb_plan;
 
+/* One intermediate quantity of a traced pixel (see pb_trace_pixel).  index
+   holds the loop position: sensor layer, sub-pixel slow, sub-pixel fast,
+   source, phi step, mosaic domain; -1 where the quantity does not depend on it. */
+typedef struct pb_trace_record {
+    char name[24];
+    int index[6];
+    int n;                  /* number of values used */
+    double values[3];
+} pb_trace_record;
+
 void pb_config_init(pb_config *cfg);
 pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
 void pb_plan_free(pb_plan *plan);
@@ -244,6 +254,17 @@ const double *pb_plan_mosaic(const pb_plan *plan, int *n);
    or the mask are left untouched (callers pass a zeroed buffer). */
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
               const pb_render_options *opts, pb_error *err);
+
+/* Evaluate one pixel (fast, slow) and report its intermediate quantities in
+   loop order: detector origin and axes, then per layer and sub-pixel the
+   position, diffracted direction, solid angle and capture fraction, per source
+   the incident direction, wavelength, scattering vector and polarization, per
+   phi step and domain the fractional and nearest h,k,l, the lattice factors,
+   F_cell and the running sum, and finally the scale and the pixel value.
+   Writes at most `capacity` records; *count receives how many there are.
+   The pixel loop of pb_render does not trace and pays nothing for it. */
+int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
+                   int *count, double *value, pb_error *err);
 
 /* Statistics of an image rendered for this plan, as pb_render reports them
    (omega_sum and interpolation_fallbacks are left 0). */

@@ -13,7 +13,7 @@ from pybragg.io.smv import read_smv
 from pybragg.io.sources import read_source_file
 
 
-def load_inputs(inv, write_dump: bool = False) -> Inputs:  # noqa: ANN001 - Invocation (avoids a cycle)
+def load_inputs(inv, write_dump: bool = False) -> Inputs:
     """Structure factors, sources and mask for a parsed command line.
 
     Like the reference: ``-hkl`` is read (and cached to the dump file when

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +100,8 @@ def check_writable(paths: list[str]) -> None:
     """Raise OSError naming the first path whose folder cannot be written."""
     for path in paths:
         folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise OSError(f"{path}: {folder} is not a folder")
         if not os.path.isdir(folder):
             raise OSError(f"{path}: folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
@@ -105,29 +110,63 @@ def check_writable(paths: list[str]) -> None:
             raise OSError(f"{path}: is a folder")
 
 
-def write_outputs(result: Result, outputs) -> Written:  # noqa: ANN001 - cli.parse.OutputOptions
-    """Write every output that ``outputs`` asks for; each file is complete or absent."""
+def _new_file_mode(path: str) -> int:
+    """Permission bits for ``path``: those of the file it replaces, else what the umask allows."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
+    """Write every ``(path, writer)`` job to a hidden file beside its path, then move them all in place.
+
+    Nothing reaches a final path until every file has been written in full, so
+    a failure on any one of them (full disk, bad name) leaves no output at all
+    and no temporary file; files that existed before are then left untouched.
+    """
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, write in jobs:
+            folder = os.path.dirname(os.path.abspath(path))
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+            os.close(fd)
+            staged.append((tmp, path))
+            write(tmp)
+            os.chmod(tmp, _new_file_mode(path))
+        while staged:
+            tmp, path = staged[0]
+            os.replace(tmp, path)
+            staged.pop(0)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def write_outputs(result: Result, outputs) -> Written:
+    """Write every output that ``outputs`` asks for: all of them completely, or none."""
     from pybragg.engines.c_engine import noise_image
 
-    files: list[str] = []
+    jobs: list[tuple[str, Callable[[str], None]]] = []
     fields = smv_fields(result)
+    image = float32_image(result)
     if outputs.floatfile:
-        write_float_image(outputs.floatfile, float32_image(result))
-        files.append(outputs.floatfile)
+        jobs.append((outputs.floatfile, lambda path: write_float_image(path, image)))
     counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
     if outputs.intfile:
-        write_smv(outputs.intfile, counts, fields)
-        files.append(outputs.intfile)
+        jobs.append((outputs.intfile, lambda path: write_smv(path, counts, fields)))
     pgm_scale = None
     if outputs.write_pgm and outputs.pgmfile:
         grey, pgm_scale = pgm_image(result, outputs.pgm_scale, int_scale)
-        write_pgm(outputs.pgmfile, grey, pgm_scale)
-        files.append(outputs.pgmfile)
+        jobs.append((outputs.pgmfile, lambda path: write_pgm(path, grey, pgm_scale)))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
         noisy, photons, overloads = noise_image(
-            float32_image(result), tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
+            image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
         )
-        write_smv(outputs.noisefile, noisy, fields)
-        files.append(outputs.noisefile)
-    return Written(files, int_scale, pgm_scale, photons, overloads)
+        jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
+    _commit(jobs)
+    return Written([path for path, _ in jobs], int_scale, pgm_scale, photons, overloads)

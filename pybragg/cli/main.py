@@ -111,7 +111,8 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if not argv:
         err.write(format_help())
         return 2
-    sim = Simulator.from_args(argv, write_dump=True, notice=lambda m: err.write(m + "\n"))
+    # the Fdump.bin cache is written only once the run has succeeded (no file is left by a failed run)
+    sim = Simulator.from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
     inv = sim.invocation
     o = inv.outputs
     wanted = [p for p in (o.floatfile, o.intfile) if p]
@@ -140,7 +141,24 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         out.write(f"  {written.photons:.0f} photons on noise image ({written.overloads} overloads), "
                   f"seed {o.noise_seed}\n")
     out.writelines(f"  wrote {path}\n" for path in written.files)
+    _write_dump(sim, out, err)
     return 0
+
+
+def _write_dump(sim, out: TextIO, err: TextIO) -> None:
+    """Cache the structure factors read from ``-hkl``; like the reference, only warn when that fails."""
+    from pybragg.io.hkl import write_fdump
+
+    inv = sim.invocation
+    dump = inv.outputs.dumpfile
+    if inv.hkl_path is None or not dump or sim.inputs.hkl is None:
+        return
+    try:
+        write_fdump(dump, sim.inputs.hkl)
+    except OSError as exc:
+        err.write(f"pybragg: warning: cannot write the structure-factor cache {dump}: {exc.strerror or exc}\n")
+        return
+    out.write(f"  wrote {dump}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,16 @@ def _struct_to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class TraceRecord:
+    """One traced quantity: name, loop index (layer, sub-pixel slow, sub-pixel fast,
+    source, phi step, domain; -1 where it does not apply) and its values."""
+
+    name: str
+    index: tuple[int, ...]
+    values: tuple[float, ...]
+
+
 class Plan:
     """A C plan: the configuration resolved into geometry, sources and domains."""
 
@@ -125,6 +136,25 @@ class Plan:
         st = ffi.new("pb_stats *")
         lib.pb_stats_compute(self._plan, ffi.cast("const float *", img.ctypes.data), st)
         return _stats_from_c(st, self.geometry.fpixels, omega_sum, fallbacks)
+
+    def trace(self, fpixel: int, spixel: int) -> tuple[list[TraceRecord], float]:
+        """Intermediate quantities of one pixel in loop order, and its value."""
+        ffi, lib = _native()
+        count = ffi.new("int *")
+        value = ffi.new("double *")
+        err = ffi.new("pb_error *")
+        capacity = 4096
+        while True:
+            records = ffi.new("pb_trace_record[]", capacity)
+            _check(lib.pb_trace_pixel(self._plan, fpixel, spixel, records, capacity, count, value, err), err)
+            if count[0] <= capacity:
+                break
+            capacity = count[0]
+        out = [
+            TraceRecord(ffi.string(r.name).decode(), tuple(r.index), tuple(r.values[0:r.n]))
+            for r in records[0:count[0]]
+        ]
+        return out, float(value[0])
 
     def render(
         self, threads: int = 0, progress: Callable[[float], None] | None = None
