@@ -22,14 +22,56 @@
 #define PB_UNSET_OR_NEG(x) (isnan(x) || (x) < 0.0)
 #define PB_UNSET_OR_NONPOS(x) (isnan(x) || (x) <= 0.0)
 
-/* ---- small 3-vector helpers (vec.c) ---- */
-double v3_dot(const double a[3], const double b[3]);
-void v3_cross(const double a[3], const double b[3], double out[3]);
-double v3_norm(const double a[3]);
+/* ---- small 3-vector helpers (inline: they sit in the pixel loop) ---- */
+static inline double v3_dot(const double a[3], const double b[3])
+{
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+static inline void v3_cross(const double a[3], const double b[3], double out[3])
+{
+    double x = a[1] * b[2] - a[2] * b[1];
+    double y = a[2] * b[0] - a[0] * b[2];
+    double z = a[0] * b[1] - a[1] * b[0];
+    out[0] = x;
+    out[1] = y;
+    out[2] = z;
+}
+
+static inline double v3_norm(const double a[3])
+{
+    return sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]);
+}
+
 /* out = a / |a|, returns |a|; a zero vector gives a zero result */
-double v3_unit(const double a[3], double out[3]);
-void v3_scale(const double a[3], double s, double out[3]);
-void v3_copy(const double a[3], double out[3]);
+static inline double v3_unit(const double a[3], double out[3])
+{
+    double len = v3_norm(a);
+    if (len != 0.0) {
+        out[0] = a[0] / len;
+        out[1] = a[1] / len;
+        out[2] = a[2] / len;
+    } else {
+        out[0] = out[1] = out[2] = 0.0;
+    }
+    return len;
+}
+
+static inline void v3_scale(const double a[3], double s, double out[3])
+{
+    out[0] = s * a[0];
+    out[1] = s * a[1];
+    out[2] = s * a[2];
+}
+
+static inline void v3_copy(const double a[3], double out[3])
+{
+    out[0] = a[0];
+    out[1] = a[1];
+    out[2] = a[2];
+}
+
+/* ---- rotations (vec.c) ---- */
 /* rotations about lab x, then y, then z (angles that are exactly 0 are skipped) */
 void v3_rotate_xyz(const double v[3], double rx, double ry, double rz, double out[3]);
 /* right-handed rotation of v by angle phi about the unit vector axis */

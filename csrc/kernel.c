@@ -13,11 +13,57 @@
 #include <omp.h>
 #endif
 
-/* Fourier transform of a row of N unit cells, at x = pi * (fractional index) */
-static inline double grating(double x, double N)
+/* Round to the nearest whole number (ties to even) for |x| < 2^51, without a
+   library call: adding and subtracting 1.5 * 2^52 drops the fraction in the
+   default rounding mode (IEEE semantics forbid folding it away; the engine is
+   never built with -ffast-math).  The result equals rint(x). */
+static inline double round_whole(double x)
 {
-    if (x == 0.0) return N;
-    return sin(x * N) / sin(x);
+    const double shifter = 6755399441055744.0;
+    return (x + shifter) - shifter;
+}
+
+/* ceil(x) for |x| < 2^51 */
+static inline double ceil_whole(double x)
+{
+    double r = round_whole(x);
+    return r < x ? r + 1.0 : r;
+}
+
+/* sin(pi r) for |r| <= 1/2: Taylor series through r^21 (error < 1e-17),
+   branch-free so that the compiler can keep it in registers */
+static inline double sinpi_half(double r)
+{
+    double z = M_PI * r, z2 = z * z;
+    double p = -1.0 / 51090942171709440000.0; /* -1/21! */
+    p = p * z2 + 1.0 / 121645100408832000.0;
+    p = p * z2 - 1.0 / 355687428096000.0;
+    p = p * z2 + 1.0 / 1307674368000.0;
+    p = p * z2 - 1.0 / 6227020800.0;
+    p = p * z2 + 1.0 / 39916800.0;
+    p = p * z2 - 1.0 / 362880.0;
+    p = p * z2 + 1.0 / 5040.0;
+    p = p * z2 - 1.0 / 120.0;
+    p = p * z2 + 1.0 / 6.0;
+    return z - z * z2 * p;
+}
+
+/* Fourier transform of a row of N unit cells at fractional index x,
+   sin(pi N x) / sin(pi x), for a whole number N > 1.  Both sines are reduced
+   to |argument| <= pi/2 exactly (x = n + d, N d = m + e), so it stays accurate
+   for large indices and needs no general-purpose sin.  n_even_N: N is even. */
+static inline double grating_pi(double x, double N, int N_even)
+{
+    double n = round_whole(x);
+    double d = x - n;
+    /* sign of the reductions: (-1)^(n (N-1)) (-1)^m */
+    long long flips = N_even ? (long long)n : 0;
+    if (d == 0.0) return (flips & 1) ? -N : N;
+    double Nd = N * d;
+    double m = round_whole(Nd);
+    double v = sinpi_half(Nd - m) / sinpi_half(d);
+    flips += (long long)m;
+    return (flips & 1) ? -v : v;
 }
 
 /* Fourier transform of a sphere */
@@ -106,15 +152,28 @@ static double polarization_factor(double kahn, const double incident_in[3], cons
     return 0.5 * (1.0 + cos2t_sqr - kahn * cos(2 * psi) * sin2t_sqr);
 }
 
+/* whether the (whole) number of cells along each axis is even */
+typedef struct cell_parity {
+    int even[3];
+} cell_parity;
+
+static cell_parity parity_of(const pb_geometry *g)
+{
+    cell_parity p;
+    for (int i = 0; i < 3; ++i) p.even[i] = fmod(g->N[i], 2.0) == 0.0;
+    return p;
+}
+
 /* lattice factor of one crystal orientation at fractional (h, k, l) */
-static inline double lattice_factor(const pb_geometry *g, double h, double k, double l, int h0, int k0, int l0)
+static inline double lattice_factor(const pb_geometry *g, const cell_parity *par, double h, double k, double l,
+                                    int h0, int k0, int l0)
 {
     const double Na = g->N[0], Nb = g->N[1], Nc = g->N[2];
     if (g->shape == PB_SHAPE_SQUARE) {
         double F = 1.0;
-        if (Na > 1) F *= grating(M_PI * h, Na);
-        if (Nb > 1) F *= grating(M_PI * k, Nb);
-        if (Nc > 1) F *= grating(M_PI * l, Nc);
+        if (Na > 1) F *= grating_pi(h, Na, par->even[0]);
+        if (Nb > 1) F *= grating_pi(k, Nb, par->even[1]);
+        if (Nc > 1) F *= grating_pi(l, Nc, par->even[2]);
         return F;
     }
     double dh = h - h0, dk = k - k0, dl = l - l0;
@@ -176,6 +235,7 @@ typedef struct pixel_context {
     const pb_plan *plan;
     sf_table table;
     int interpolate;
+    cell_parity parity;
 } pixel_context;
 
 /* photons in one pixel; adds its summed solid angle and fallback count.
@@ -256,8 +316,9 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
                     for (int io = 0; io < n_orient; ++io) {
                         const double *abc = p->axes + 9 * io;
                         double h = v3_dot(abc, S), k = v3_dot(abc + 3, S), l = v3_dot(abc + 6, S);
-                        int h0 = (int)ceil(h - 0.5), k0 = (int)ceil(k - 0.5), l0 = (int)ceil(l - 0.5);
-                        double F_latt = lattice_factor(g, h, k, l, h0, k0, l0);
+                        int h0 = (int)ceil_whole(h - 0.5), k0 = (int)ceil_whole(k - 0.5);
+                        int l0 = (int)ceil_whole(l - 0.5);
+                        double F_latt = lattice_factor(g, &ctx->parity, h, k, l, h0, k0, l0);
                         if (F_latt == 0.0 && g->water_size == 0.0) continue;
 
                         double F_cell;
@@ -276,9 +337,11 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
                             trace_emit(tr, "hkl", layer, ss, sf, is, ip, im, frac, 3);
                             trace_emit(tr, "hkl_nearest", layer, ss, sf, is, ip, im, near, 3);
                             if (g->shape == PB_SHAPE_SQUARE) {
-                                double parts[3] = {g->N[0] > 1 ? grating(M_PI * h, g->N[0]) : 1.0,
-                                                   g->N[1] > 1 ? grating(M_PI * k, g->N[1]) : 1.0,
-                                                   g->N[2] > 1 ? grating(M_PI * l, g->N[2]) : 1.0};
+                                double parts[3];
+                                for (int ax = 0; ax < 3; ++ax) {
+                                    double N = g->N[ax];
+                                    parts[ax] = N > 1 ? grating_pi(frac[ax], N, ctx->parity.even[ax]) : 1.0;
+                                }
                                 trace_emit(tr, "F_latt_abc", layer, ss, sf, is, ip, im, parts, 3);
                             }
                             trace1(tr, "F_latt", layer, ss, sf, is, ip, im, F_latt);
@@ -377,6 +440,7 @@ static pixel_context make_context(const pb_plan *plan)
     ctx.table.present = plan->has_table;
     ctx.table.default_F = plan->cfg.crystal.default_F;
     ctx.interpolate = plan->geo.interpolate && plan->has_table;
+    ctx.parity = parity_of(&plan->geo);
     return ctx;
 }
 

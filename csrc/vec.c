@@ -1,52 +1,5 @@
-/* Small 3-vector algebra used by the geometry and the pixel kernel. */
+/* Rotations of 3-vectors used by the geometry and the crystal set-up. */
 #include "internal.h"
-
-double v3_dot(const double a[3], const double b[3])
-{
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
-
-void v3_cross(const double a[3], const double b[3], double out[3])
-{
-    double x = a[1] * b[2] - a[2] * b[1];
-    double y = a[2] * b[0] - a[0] * b[2];
-    double z = a[0] * b[1] - a[1] * b[0];
-    out[0] = x;
-    out[1] = y;
-    out[2] = z;
-}
-
-double v3_norm(const double a[3])
-{
-    return sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]);
-}
-
-double v3_unit(const double a[3], double out[3])
-{
-    double len = v3_norm(a);
-    if (len != 0.0) {
-        out[0] = a[0] / len;
-        out[1] = a[1] / len;
-        out[2] = a[2] / len;
-    } else {
-        out[0] = out[1] = out[2] = 0.0;
-    }
-    return len;
-}
-
-void v3_scale(const double a[3], double s, double out[3])
-{
-    out[0] = s * a[0];
-    out[1] = s * a[1];
-    out[2] = s * a[2];
-}
-
-void v3_copy(const double a[3], double out[3])
-{
-    out[0] = a[0];
-    out[1] = a[1];
-    out[2] = a[2];
-}
 
 void v3_rotate_xyz(const double v[3], double rx, double ry, double rz, double out[3])
 {
