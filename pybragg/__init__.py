@@ -6,6 +6,7 @@
 (32, 32)
 """
 
+from pybragg.compare import Comparison, compare, compare_images
 from pybragg.config import (
     BeamConfig,
     Config,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailable",
     "BeamConfig",
+    "Comparison",
     "Config",
     "Convention",
     "CrystalConfig",
@@ -42,4 +44,6 @@ __all__ = [
     "Stats",
     "UsageError",
     "__version__",
+    "compare",
+    "compare_images",
 ]

@@ -131,14 +131,20 @@ def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
     try:
         for path, write in jobs:
             folder = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
-            os.close(fd)
-            staged.append((tmp, path))
-            write(tmp)
-            os.chmod(tmp, _new_file_mode(path))
+            try:
+                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+                os.close(fd)
+                staged.append((tmp, path))
+                write(tmp)
+                os.chmod(tmp, _new_file_mode(path))
+            except OSError as exc:
+                raise OSError(f"{path}: {exc.strerror or exc}") from exc
         while staged:
             tmp, path = staged[0]
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise OSError(f"{path}: {exc.strerror or exc}") from exc
             staged.pop(0)
     finally:
         for tmp, _ in staged:

@@ -16,6 +16,7 @@ from pybragg.cli.help import format_flag_reference_markdown, format_help
 from pybragg.cli.parse import Invocation, parse_args
 from pybragg.config import Convention, Misset, Pivot, Shape
 from pybragg.errors import UsageError
+from pybragg.io.errors import FormatError
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ROOT.parent / "shared" / "golden" / "inputs"
@@ -553,12 +554,12 @@ def test_bad_smv_files(tmp_path):
     junk = tmp_path / "junk.img"
     junk.write_text("not an image")
     for flag in ("-img", "-mask"):
-        with pytest.raises(UsageError, match=flag):
+        with pytest.raises(FormatError, match=flag):
             parse_args([flag, str(junk)])
-        with pytest.raises(UsageError, match=flag):
+        with pytest.raises(FormatError, match=flag):
             parse_args([flag, str(tmp_path / "missing.img")])
     zero = write_smv(tmp_path / "zero.img", {"DISTANCE": 0})
-    with pytest.raises(UsageError, match="-img"):
+    with pytest.raises(FormatError, match="-img"):
         parse_args(["-img", str(zero)])
 
 
@@ -581,7 +582,7 @@ def test_matrix_uses_the_final_wavelength():
 def test_bad_matrix(tmp_path):
     bad = tmp_path / "bad.mat"
     bad.write_text("1 2 3\n")
-    with pytest.raises(UsageError, match="-mat"):
+    with pytest.raises(FormatError, match="-mat"):
         parse_args(["-mat", str(bad)])
 
 
@@ -703,12 +704,6 @@ ERROR_CASES = [
     ("--dtype float16", "--dtype"),
     ("--memory-budget 0", "--memory-budget"),
     ("--threads -1", "--threads"),
-    ("-hkl /nonexistent/F.hkl", "-hkl"),
-    ("-sourcefile /nonexistent/s.txt", "-sourcefile"),
-    ("-stol /nonexistent/s.stol", "-stol"),
-    ("-mat /nonexistent/a.mat", "-mat"),
-    ("-img /nonexistent/a.img", "-img"),
-    ("-mask /nonexistent/a.img", "-mask"),
     ("-detector_abs -5", "-detector_abs"),
     ("-detector_thick -5", "-detector_thick"),
     ("-fdet_vector 0 0 0", "-fdet_vector"),
@@ -739,6 +734,26 @@ def test_usage_errors(argv, name):
     assert info.value.exit_code == 2
 
 
+FILE_CASES = [
+    ("-hkl /nonexistent/F.hkl", "-hkl"),
+    ("-sourcefile /nonexistent/s.txt", "-sourcefile"),
+    ("-stol /nonexistent/s.stol", "-stol"),
+    ("-mat /nonexistent/a.mat", "-mat"),
+    ("-img /nonexistent/a.img", "-img"),
+    ("-mask /nonexistent/a.img", "-mask"),
+]
+
+
+@pytest.mark.parametrize("argv, name", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_missing_files_are_failures_not_usage_errors(argv, name):
+    with pytest.raises(FormatError) as info:
+        parse(argv)
+    message = str(info.value)
+    assert name in message and "no such file" in message
+    assert "\n" not in message
+    assert info.value.exit_code == 1
+
+
 def test_error_messages_are_precise():
     with pytest.raises(UsageError, match=r"^unknown flag -foo$"):
         parse("-foo")
@@ -749,7 +764,7 @@ def test_error_messages_are_precise():
 
 
 def test_directory_is_not_a_readable_file(tmp_path):
-    with pytest.raises(UsageError, match="-hkl"):
+    with pytest.raises(FormatError, match="-hkl"):
         parse_args(["-hkl", str(tmp_path)])
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from pybragg.errors import PybraggError, UsageError
+from pybragg.errors import EngineError, PybraggError, UsageError
 
 RAD2DEG = 180.0 / math.pi
 
@@ -126,9 +126,16 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         raise PybraggError(f"cannot write output: {exc}") from exc
     show = inv.progress if inv.progress is not None else err.isatty()
     bar: Callable[[float], None] | None = ProgressBar(err) if show else None
-    result = sim.run(progress=bar)
-    if isinstance(bar, ProgressBar):
-        bar.close()
+    try:
+        result = sim.run(progress=bar)
+    except EngineError as exc:
+        named = _name_input_file(exc, inv)
+        if named is exc:
+            raise
+        raise named from exc
+    finally:
+        if isinstance(bar, ProgressBar):
+            bar.close()
     print_summary(result, out)
     try:
         written = write_outputs(result, o)
@@ -143,6 +150,15 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     out.writelines(f"  wrote {path}\n" for path in written.files)
     _write_dump(sim, out, err)
     return 0
+
+
+def _name_input_file(exc: EngineError, inv) -> EngineError:
+    """The engine's complaint about an array read from a file, with the flag and file named."""
+    message = str(exc)
+    for start, flag, path in (("mask ", "-mask", inv.mask_path), ("source ", "-sourcefile", inv.source_path)):
+        if path is not None and message.startswith(start):
+            return EngineError(f"{flag} {path}: {message}")
+    return exc
 
 
 def _write_dump(sim, out: TextIO, err: TextIO) -> None:

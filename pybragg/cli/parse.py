@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ..config import Config, Misset
 from ..errors import UsageError
+from ..io.errors import FormatError
 from .flags import ABSORB, RTD, Flag, Kind, lookup
 
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
@@ -147,11 +148,11 @@ def _check_readable(spelled: str, path: str) -> None:
     if not path:
         raise UsageError(f"{spelled}: empty file name")
     if not os.path.exists(path):
-        raise UsageError(f"{spelled}: cannot read {path!r}: no such file")
+        raise FormatError(f"{spelled}: cannot read {path!r}: no such file")
     if os.path.isdir(path):
-        raise UsageError(f"{spelled}: cannot read {path!r}: it is a directory")
+        raise FormatError(f"{spelled}: cannot read {path!r}: it is a directory")
     if not os.access(path, os.R_OK):
-        raise UsageError(f"{spelled}: cannot read {path!r}: permission denied")
+        raise FormatError(f"{spelled}: cannot read {path!r}: permission denied")
 
 
 def _missing(flag: Flag, spelled: str) -> UsageError:
@@ -385,22 +386,21 @@ _ACTIONS = {
 
 def _read_header(inv: Invocation, spelled: str, path: str, is_mask: bool) -> None:
     """Seed the geometry from one SMV header, the way the reference's pre-pass does."""
-    from ..io.errors import FormatError
     from ..io.smv import read_smv
 
     try:
         image = read_smv(path)
     except FormatError as exc:
-        raise UsageError(f"{spelled}: {exc}") from None
+        raise FormatError(f"{spelled}: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"{spelled}: cannot read {path!r}: {exc.strerror or exc}") from None
+        raise FormatError(f"{spelled}: cannot read {path!r}: {exc.strerror or exc}") from None
 
     def number(key: str, positive: bool = False) -> float | None:
         value = image.value(key)
         if value is None:
             return None
         if not math.isfinite(value) or (positive and not value > 0):
-            raise UsageError(f"{spelled}: {path}: impossible header value {key}={value:g}")
+            raise FormatError(f"{spelled}: {path}: impossible header value {key}={value:g}")
         return value
 
     det = inv.config.detector
@@ -462,7 +462,6 @@ def _apply_headers(inv: Invocation, given: list[_Given]) -> None:
 
 
 def _apply_matrix(inv: Invocation) -> None:
-    from ..io.errors import FormatError
     from ..io.matrix import read_mosflm_matrix, reciprocal_vectors_from_mosflm
 
     path = inv.matrix_path
@@ -472,9 +471,9 @@ def _apply_matrix(inv: Invocation) -> None:
         matrix = read_mosflm_matrix(path)
         a_star, b_star, c_star = reciprocal_vectors_from_mosflm(matrix, inv.config.beam.lambda0)
     except (FormatError, ValueError) as exc:
-        raise UsageError(f"-mat: {exc}") from None
+        raise FormatError(f"-mat: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"-mat: cannot read {path!r}: {exc.strerror or exc}") from None
+        raise FormatError(f"-mat: cannot read {path!r}: {exc.strerror or exc}") from None
     crystal = inv.config.crystal
     crystal.has_matrix = True
     crystal.a_star = tuple(float(x) for x in a_star)  # type: ignore[assignment]

@@ -1,0 +1,347 @@
+"""``pybragg compare`` and ``pybragg trace``: where do two computations part?
+
+``pybragg compare [options] -- <nanoBragg flags>`` renders one configuration with
+two engines in this process (or one engine against a float image from any other
+program) and reports how the images differ.
+
+``pybragg trace --pixel SLOW FAST [options] -- <nanoBragg flags>`` makes the
+engines report the intermediate quantities of one pixel side by side and marks
+the first one that differs beyond the tolerance.
+
+Exit codes: 0 success; 1 failure (unreadable file, unwritable output); 2 usage
+error; 3 an engine failed; 4 ``compare``: correlation under ``--threshold``,
+``trace``: a quantity differs beyond ``--tolerance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import numpy as np
+
+from pybragg.errors import EngineError, PybraggError, UsageError
+
+EXIT_ENGINE = 3
+EXIT_DIFFERENT = 4
+INDEX_KEYS = ("layer", "sub_s", "sub_f", "source", "phi", "domain")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Options before ``--`` and nanoBragg flags after it."""
+    args = list(argv)
+    if "--" not in args:
+        raise UsageError("put the nanoBragg flags after '--', e.g. pybragg compare -- -cell 100 100 100 90 90 90 ...")
+    i = args.index("--")
+    return args[:i], args[i + 1:]
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or any(n not in ("c", "torch") for n in names):
+        raise UsageError(f"--engines: expected names from c,torch, got {text!r}")
+    return names
+
+
+def _simulator(flags: list[str], backend: str, dtype: str, device: str | None):
+    from pybragg.simulator import Simulator
+
+    return Simulator.from_args(flags, backend=backend, dtype=dtype, device=device, notice=lambda m: None)
+
+
+def _render(flags: list[str], backend: str, dtype: str, device: str | None):
+    sim = _simulator(flags, backend, dtype, device)
+    try:
+        return sim.run()
+    except EngineError:
+        raise
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        raise EngineError(f"{backend} engine failed: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- compare
+
+def _previews(outdir: str, a: np.ndarray, b: np.ndarray, labels: tuple[str, str]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    both = np.concatenate([a.ravel(), b.ravel()])
+    vmax = float(np.percentile(both, 99.9)) or float(both.max()) or 1.0
+    written = []
+    for image, label, name in ((a, labels[0], "image_a.png"), (b, labels[1], "image_b.png")):
+        fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / max(image.shape[1], 1) + 0.5))
+        shown = ax.imshow(image, cmap="gray_r", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{label} (photons/pixel, common scale)")
+        ax.set_xlabel("fast pixel")
+        ax.set_ylabel("slow pixel")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        path = os.path.join(outdir, name)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    lim = float(np.abs(diff).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(6, 6 * a.shape[0] / max(a.shape[1], 1) + 0.5))
+    shown = ax.imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_title(f"{labels[0]} - {labels[1]}")
+    ax.set_xlabel("fast pixel")
+    ax.set_ylabel("slow pixel")
+    fig.colorbar(shown, ax=ax, shrink=0.8)
+    path = os.path.join(outdir, "difference.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """The ``pybragg compare`` command."""
+    from pybragg.compare import compare_images
+    from pybragg.io.floatimage import read_float_image
+
+    opts, flags = _split(argv)
+    p = _Parser(prog="pybragg compare", description="Compare two renders of one configuration.")
+    p.add_argument("--threshold", type=float, default=None, help="fail (exit 4) when correlation is below this")
+    p.add_argument("--roi", type=int, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
+                   help="compare only these pixels (inclusive, fast = x, slow = y)")
+    p.add_argument("--outdir", default=None, help="write summary.json and PNG previews here")
+    p.add_argument("--against", default=None, metavar="FILE",
+                   help="raw float32 image (slow-major) from another program, compared with --engines' first")
+    p.add_argument("--engines", default="c,torch", help="two engines to compare (default c,torch)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--device", default=None)
+    o = p.parse_args(opts)
+    engines = _engines(o.engines)
+    if o.against is None and len(engines) != 2:
+        raise UsageError("--engines: name two engines, or one with --against FILE")
+    if o.threshold is not None and not -1.0 <= o.threshold <= 1.0:
+        raise UsageError("--threshold: a correlation between -1 and 1")
+    if o.outdir is not None and os.path.exists(o.outdir) and not os.path.isdir(o.outdir):
+        raise UsageError(f"--outdir: {o.outdir} exists and is not a folder")
+
+    first = _render(flags, engines[0], o.dtype, o.device)
+    shape = first.image.shape
+    if o.against is not None:
+        other = read_float_image(o.against, shape)
+        label_b = os.path.basename(o.against)
+    else:
+        other = _render(flags, engines[1], o.dtype, o.device).image
+        label_b = f"{engines[1]} ({o.dtype})"
+    a, b = np.asarray(first.image, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    offset = (0, 0)
+    if o.roi is not None:
+        xmin, xmax, ymin, ymax = o.roi
+        if not (0 <= xmin <= xmax < shape[1] and 0 <= ymin <= ymax < shape[0]):
+            raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax} is outside the {shape[1]}x{shape[0]} detector")
+        a, b = a[ymin:ymax + 1, xmin:xmax + 1], b[ymin:ymax + 1, xmin:xmax + 1]
+        offset = (ymin, xmin)
+    result = compare_images(a, b, f"{engines[0]} ({first.dtype})", label_b)
+    # report pixels in detector coordinates
+    result.max_abs_pixel = (result.max_abs_pixel[0] + offset[0], result.max_abs_pixel[1] + offset[1])
+    result.max_rel_pixel = (result.max_rel_pixel[0] + offset[0], result.max_rel_pixel[1] + offset[1])
+    out.write(result.report() + "\n")
+    if o.outdir is not None:
+        try:
+            os.makedirs(o.outdir, exist_ok=True)
+            summary = result.to_dict()
+            summary["threshold"] = o.threshold
+            summary["roi"] = o.roi
+            summary["flags"] = flags
+            from pybragg.io.atomic import atomic_write
+
+            atomic_write(os.path.join(o.outdir, "summary.json"), json.dumps(summary, indent=2).encode())
+            out.writelines(f"  wrote {path}\n" for path in _previews(o.outdir, a, b, (result.label_a, result.label_b)))
+            out.write(f"  wrote {os.path.join(o.outdir, 'summary.json')}\n")
+        except OSError as exc:
+            raise PybraggError(f"--outdir: cannot write: {exc}") from exc
+    if o.threshold is not None and not result.correlation >= o.threshold:
+        err.write(f"pybragg compare: correlation {result.correlation:.9f} is under the threshold {o.threshold}\n")
+        return EXIT_DIFFERENT
+    return 0
+
+
+# --------------------------------------------------------------------------- trace
+
+@dataclass
+class TraceRow:
+    """One quantity of the traced pixel, as each implementation reports it."""
+
+    name: str
+    index: tuple[int, ...]
+    values: dict[str, tuple[float, ...] | None]
+    differs: bool = False
+
+
+def _trace_records(engine: str, flags: list[str], fpixel: int, spixel: int, dtype: str, device: str | None):
+    sim = _simulator(flags, engine, dtype, device)
+    if engine == "c":
+        from pybragg.engines.c_engine import Plan
+
+        plan = Plan(sim.config, sim.inputs)
+        return plan.trace(fpixel, spixel)
+    from pybragg.engines import torch_engine
+
+    return torch_engine.trace_pixel(sim.config, sim.inputs, fpixel, spixel, dtype=dtype, device=sim.device)
+
+
+def read_trace_log(path: str) -> list[tuple[str, tuple[float, ...]]]:
+    """A third implementation's trace: one ``NAME value [value...]`` line per quantity.
+
+    Blank lines and lines starting with ``#`` are skipped; values are numbers.
+    """
+    from pybragg.io.errors import FormatError, read_text
+
+    rows = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            values = tuple(float(v) for v in parts[1:])
+        except ValueError:
+            raise FormatError(f"{path}: line {number}: expected 'NAME value [value...]', got {line.strip()!r}")
+        if not values:
+            raise FormatError(f"{path}: line {number}: {parts[0]} has no value")
+        rows.append((parts[0], values))
+    return rows
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...], rtol: float, atol: float) -> bool:
+    if len(a) != len(b):
+        return False
+    return all(
+        (math.isnan(x) and math.isnan(y)) or abs(x - y) <= rtol * max(abs(x), abs(y)) + atol
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def align_traces(traces: dict[str, list[Any]], log: list[tuple[str, tuple[float, ...]]] | None,
+                 rtol: float, atol: float) -> list[TraceRow]:
+    """Line up the engines' records by (name, loop index) and a log by occurrence."""
+    labels = list(traces)
+    base = traces[labels[0]]
+    keyed = {label: {(r.name, r.index): r.values for r in recs} for label, recs in traces.items()}
+    occurrences: dict[str, list[tuple[float, ...]]] = {}
+    for name, values in log or []:
+        occurrences.setdefault(name, []).append(values)
+    seen: dict[str, int] = {}
+    rows = []
+    for rec in base:
+        values: dict[str, tuple[float, ...] | None] = {
+            label: keyed[label].get((rec.name, rec.index)) for label in labels
+        }
+        if log is not None:
+            k = seen.get(rec.name, 0)
+            seen[rec.name] = k + 1
+            found = occurrences.get(rec.name, [])
+            values["log"] = found[k] if k < len(found) else None
+        present = [v for v in values.values() if v is not None]
+        differs = any(not _close(present[0], v, rtol, atol) for v in present[1:])
+        rows.append(TraceRow(rec.name, rec.index, values, differs))
+    return rows
+
+
+def _parse_steps(items: list[str]) -> dict[str, int]:
+    steps = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in INDEX_KEYS or not value.lstrip("-").isdigit():
+            raise UsageError(f"--step: expected KEY=N with KEY one of {', '.join(INDEX_KEYS)}, got {item!r}")
+        steps[key] = int(value)
+    return steps
+
+
+def _fmt(values: tuple[float, ...] | None) -> str:
+    if values is None:
+        return "-"
+    return " ".join(f"{v:.12g}" for v in values)
+
+
+def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """The ``pybragg trace`` command."""
+    opts, flags = _split(argv)
+    p = _Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
+    p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True)
+    p.add_argument("--step", action="append", default=[], metavar="KEY=N",
+                   help=f"keep only this loop position ({', '.join(INDEX_KEYS)}); repeatable")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--engines", default="c,torch", help="engines to trace (default c,torch)")
+    p.add_argument("--against-log", default=None, metavar="FILE",
+                   help="a third implementation's trace, one 'NAME value [value...]' line per quantity")
+    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
+    p.add_argument("--atol", type=float, default=1e-12, help="absolute tolerance (default 1e-12)")
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--device", default=None)
+    o = p.parse_args(opts)
+    engines = _engines(o.engines)
+    steps = _parse_steps(o.step)
+    log = read_trace_log(o.against_log) if o.against_log else None
+    spixel, fpixel = o.pixel
+    traces: dict[str, list[Any]] = {}
+    pixel_values: dict[str, float] = {}
+    for engine in engines:
+        try:
+            records, value = _trace_records(engine, flags, fpixel, spixel, o.dtype, o.device)
+        except EngineError:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"{engine} engine failed to trace: {exc}") from exc
+        traces[engine] = records
+        pixel_values[engine] = value
+    rows = align_traces(traces, log, o.rtol, o.atol)
+    if steps:
+        keep = [INDEX_KEYS.index(k) for k in steps]
+        rows = [r for r in rows if all(r.index[i] in (-1, steps[INDEX_KEYS[i]]) for i in keep)]
+    first = next((r for r in rows if r.differs), None)
+    if o.json:
+        payload = {
+            "pixel": {"slow": spixel, "fast": fpixel},
+            "values": pixel_values,
+            "first_difference": None if first is None else {"name": first.name, "index": list(first.index)},
+            "rows": [
+                {"name": r.name, "index": dict(zip(INDEX_KEYS, r.index, strict=True)), "differs": r.differs,
+                 "values": {k: (None if v is None else list(v)) for k, v in r.values.items()}}
+                for r in rows
+            ],
+        }
+        out.write(json.dumps(payload, indent=1) + "\n")
+    else:
+        labels = list(rows[0].values) if rows else list(engines)
+        out.write(f"pixel (slow {spixel}, fast {fpixel}): " + ", ".join(f"{k} {v:.9g}" for k, v in
+                                                                      pixel_values.items()) + "\n")
+        out.write(f"{'quantity':<22} {'index (layer,sub_s,sub_f,source,phi,domain)':<44} " +
+                  " | ".join(f"{label:>40}" for label in labels) + "\n")
+        for r in rows:
+            index = ",".join("." if i < 0 else str(i) for i in r.index)
+            mark = "   <-- first difference" if r is first else ("   <-- differs" if r.differs else "")
+            out.write(f"{r.name:<22} {index:<44} " + " | ".join(f"{_fmt(r.values[k]):>40}" for k in labels)
+                      + mark + "\n")
+    if first is not None:
+        err.write(f"pybragg trace: first difference: {first.name} at "
+                  + ", ".join(f"{k}={v}" for k, v in zip(INDEX_KEYS, first.index, strict=True) if v >= 0)
+                  + "\n")
+        return EXIT_DIFFERENT
+    return 0
+
+
+def main(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Dispatch ``pybragg compare`` / ``pybragg trace``; engine failures exit 3."""
+    try:
+        if command == "compare":
+            return run_compare(argv, out, err)
+        return run_trace(argv, out, err)
+    except EngineError as exc:
+        err.write(f"pybragg {command}: engine failure: {exc}\n")
+        return EXIT_ENGINE

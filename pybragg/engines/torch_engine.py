@@ -1,0 +1,953 @@
+"""The PyTorch engine: the C engine's pixel model, vectorized and differentiable.
+
+Two entry points:
+
+* :func:`render` -- same contract as :func:`pybragg.engines.c_engine.render`: a
+  :class:`~pybragg.result.Result` whose image (numpy, of the chosen dtype, shape
+  (slow, fast)) matches the C engine, with statistics from the C plan.
+* :class:`TorchModel` -- the image as a differentiable function of continuous
+  parameters: ``TorchModel(config, inputs).image(params)`` returns the whole
+  (slow, fast) image tensor, where ``params`` maps names below to tensors (that may
+  require grad) replacing the configuration's values.
+
+Everything discrete comes from the C plan (:class:`~pybragg.engines.c_engine.Plan`)
+and the configuration as they are: pixel counts, region of interest and mask,
+oversampling and the three ``oversample_*`` toggles, sensor layers, phi steps,
+mosaic domain count and their random numbers, sources (directions, relative
+wavelengths), convention, pivot, which reflections exist in the table.
+
+Parameters (SI units; shapes in brackets, scalars otherwise):
+
+``cell`` [6]
+    a, b, c (m) and alpha, beta, gamma (rad).  Only for a configuration that gives a
+    unit cell (``crystal.has_cell``); the default fills b, c and the angles the way
+    the engine does (a non-positive b or c is a, a non-positive angle is 90 degrees).
+``misset`` [3]
+    rotations of the reciprocal axes about lab x, y, z (rad).  Default: the plan's
+    applied misset (zeros without one); a random misset is taken from the plan's
+    geometry and then treated as fixed angles.
+``phi0``
+    spindle angle of the first phi step (rad).
+``osc``
+    oscillation range (rad).  Whenever the plan's phi step is its ``osc / phisteps``
+    (no explicit ``phistep`` was given, or one equal to that), the phi step becomes
+    ``osc / phisteps`` (``phisteps`` from the plan).  With an explicit, different
+    ``phistep`` the range only counted the steps: ``osc`` then has no effect.
+``distance``
+    sample to beam spot along the beam (m), the configuration's ``detector.distance``.
+    It has no effect where the configuration fixes ``close_distance`` or ``pix0``.
+``Xbeam``, ``Ybeam``
+    beam centre in the convention's frame (m); default: the plan's resolved centre.
+    Like in the C engine they move the detector only where the convention uses them
+    (not with ``pix0``; XDS/DIALS place the detector by the near point).
+``rotx``, ``roty``, ``rotz``, ``twotheta``
+    detector rotations (rad).
+``lambda0``
+    central wavelength (m); every source wavelength is scaled by ``lambda0 / plan's
+    lambda0`` (file sources included).
+``fluence``
+    photons/m^2 (also scales the water background, as in the C engine).
+``polarization``
+    Kahn factor.
+``fudge``
+    lattice-transform radius scale.
+``N`` [3]
+    unit cells along a, b, c (real-valued).
+``mosaic_spread``
+    isotropic mosaic spread (rad).  Domain ``i`` is rotated by ``spread * p_i``
+    about axis ``u_i`` where ``p_i`` and ``u_i`` come from the deviates ``3i .. 3i+2``
+    of the reference generator seeded with ``mosaic_seed`` (domain 0 stays the
+    identity); the angle is rounded like the C engine's single-precision product
+    while its derivative is ``p_i``.  The domain count comes from the plan: with a
+    single domain the spread has no effect.
+
+Implementation: the pixels inside the ROI and the mask are processed in chunks; each
+chunk holds tensors over (pixel, layer x sub-pixel, source, orientation), with the
+orientation axis (phi steps x mosaic domains) innermost, sized so that the chunk's
+temporaries fit ``memory_budget_gib``.  Quantities of a sub-pixel (position, solid
+angle, capture fraction) and of a (sub-pixel, source) pair (scattering vector,
+polarization, resolution cut) are computed once and broadcast over orientations.
+The C engine's rule for the un-oversampled factors is kept: without
+``oversample_omega`` the pixel is scaled by the first non-zero solid angle of its
+sub-pixels (in loop order), without ``oversample_thick`` by the first non-zero
+capture fraction of the last layer's sub-pixels, and without ``oversample_polar``
+by the first non-zero polarization among the (layer, sub-pixel, source) triples
+that passed the ``dmin`` cut (0 when none did).  When gradients are recorded over
+several chunks, each chunk is checkpointed so that memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from pybragg.config import Config, Convention, Pivot, Shape
+from pybragg.engines.c_engine import Plan, random_uniform
+from pybragg.inputs import Inputs
+from pybragg.result import Result
+
+__all__ = ["PARAMETERS", "TorchModel", "render"]
+
+R_E_SQR = 7.94079248018965e-30  # Thomson cross-section (m^2)
+AVOGADRO = 6.02214179e23
+WATER_F = 2.57
+WATER_MW = 18.0
+ROUND_SCALE = 0.723601254558268
+
+PARAMETERS = (
+    "cell", "misset", "phi0", "osc", "distance", "Xbeam", "Ybeam", "rotx", "roty", "rotz", "twotheta",
+    "lambda0", "fluence", "polarization", "fudge", "N", "mosaic_spread",
+)
+_SHAPES = {"cell": (6,), "misset": (3,), "N": (3,)}
+
+# beam, fdet, sdet, odet, twotheta axis, polarization, spindle of each named convention
+_CONVENTION_AXES = {
+    Convention.ADXV: ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0)),
+    Convention.MOSFLM: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
+    Convention.DENZO: ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
+    Convention.XDS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
+    Convention.DIALS: ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
+}
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+# bytes of live temporaries per element of the (pixel, sub-pixel, source, orientation)
+# tensors, per (pixel, sub-pixel, source) element and per (pixel, sub-pixel) element,
+# in units of the float size; measured peaks stay below these estimates
+_ORIENT_TEMPS = 14
+_TABLE_TEMPS = 10  # extra, with a structure-factor table (int64 indices count double)
+_INTERP_TEMPS = 40  # extra, with tricubic interpolation
+_GRAD_FACTOR = 3  # intermediates kept for the backward pass of one chunk
+_SOURCE_TEMPS = 24
+_SUB_TEMPS = 40
+# on the CPU, chunks of about this many orientation-level elements run fastest (cache)
+_CPU_CHUNK_ELEMENTS = 1 << 16
+
+
+def _unset(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+# ---------------------------------------------------------------------------
+# small vector helpers; vectors are tensors whose last axis has length 3, and the
+# formulas keep the C engine's order of operations
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    x = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    y = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    z = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return torch.stack((x, y, z), dim=-1)
+
+
+def _norm(a: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(_dot(a, a))
+
+
+def _unit(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a / |a|, |a|); a zero vector gives a zero vector (and a finite gradient)."""
+    length = _norm(a)
+    zero = length == 0
+    safe = torch.where(zero, torch.ones_like(length), length)
+    unit = torch.where(zero[..., None], torch.zeros_like(a), a / safe[..., None])
+    return unit, length
+
+
+def _rotate_xyz(v: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor, rz: torch.Tensor) -> torch.Tensor:
+    """Rotate about lab x, then y, then z (a zero angle rotates exactly by nothing)."""
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    c, s = torch.cos(rx), torch.sin(rx)
+    y, z = y * c + z * (-s), y * s + z * c
+    c, s = torch.cos(ry), torch.sin(ry)
+    x, z = x * c + z * s, x * (-s) + z * c
+    c, s = torch.cos(rz), torch.sin(rz)
+    x, y = x * c + y * (-s), x * s + y * c
+    return torch.stack((x, y, z), dim=-1)
+
+
+def _rotate_axis(v: torch.Tensor, axis: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """Right-handed rotation of v by phi about the (unit) axis; broadcasts phi over v."""
+    s, c = torch.sin(phi), torch.cos(phi)
+    v0, v1, v2 = v[..., 0], v[..., 1], v[..., 2]
+    a0, a1, a2 = axis[..., 0], axis[..., 1], axis[..., 2]
+    along = (a0 * v0 + a1 * v1 + a2 * v2) * (1.0 - c)
+    x = a0 * along + v0 * c + (-a2 * v1 + a1 * v2) * s
+    y = a1 * along + v1 * c + (a2 * v0 - a0 * v2) * s
+    z = a2 * along + v2 * c + (-a1 * v0 + a0 * v1) * s
+    return torch.stack((x, y, z), dim=-1)
+
+
+def _rotate_axis_c(v: tuple[Any, Any, Any], axis: torch.Tensor,
+                   phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_rotate_axis on separate components (tensors that broadcast together)."""
+    s, c = torch.sin(phi), torch.cos(phi)
+    v0, v1, v2 = v
+    a0, a1, a2 = axis[0], axis[1], axis[2]
+    along = (a0 * v0 + a1 * v1 + a2 * v2) * (1.0 - c)
+    x = a0 * along + v0 * c + (-a2 * v1 + a1 * v2) * s
+    y = a1 * along + v1 * c + (a2 * v0 - a0 * v2) * s
+    z = a2 * along + v2 * c + (-a1 * v0 + a0 * v1) * s
+    return x, y, z
+
+
+def _unit_np(v: tuple[float, float, float] | list[float]) -> tuple[list[float], float]:
+    """The C engine's v3_unit in double precision."""
+    x, y, z = (float(c) for c in v)
+    length = math.sqrt(x * x + y * y + z * z)
+    if length == 0.0:
+        return [0.0, 0.0, 0.0], 0.0
+    return [x / length, y / length, z / length], length
+
+
+def _cross_np(a: list[float], b: list[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _first_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Along the last axis: the first non-zero value (0 when none) and its index."""
+    idx = (x != 0).to(torch.uint8).argmax(dim=-1, keepdim=True)
+    return x.gather(-1, idx).squeeze(-1), idx.squeeze(-1)
+
+
+def _lagrange4(x0: torch.Tensor, x: torch.Tensor, y: list[torch.Tensor]) -> torch.Tensor:
+    """Cubic through (x0-1 .. x0+2, y[0..3]) at x, in the C engine's order of operations."""
+    d0 = x - (x0 - 1.0)
+    d1 = x - x0
+    d2 = x - (x0 + 1.0)
+    d3 = x - (x0 + 2.0)
+    t0 = d1 * d2 * d3 * y[0] / -6.0
+    t1 = d0 * d2 * d3 * y[1] / 2.0
+    t2 = d0 * d1 * d3 * y[2] / -2.0
+    t3 = d0 * d1 * d2 * y[3] / 6.0
+    return t0 + t1 + t2 + t3
+
+
+class TorchModel:
+    """The image as a differentiable function of the continuous parameters.
+
+    ``TorchModel(config, inputs, dtype="float64", device="cpu")`` resolves the
+    configuration with the C plan once; :meth:`image` renders the full (slow, fast)
+    image for any parameter values (see the module docstring for the names).
+    Pixels outside the ROI or the mask are 0.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        inputs: Inputs | None = None,
+        *,
+        dtype: str | torch.dtype = "float64",
+        device: str | torch.device | None = None,
+        memory_budget_gib: float = 2.0,
+        plan: Plan | None = None,
+    ):
+        if isinstance(dtype, torch.dtype):
+            self.dtype = dtype
+        elif dtype in _DTYPES:
+            self.dtype = _DTYPES[dtype]
+        else:
+            raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
+        if self.dtype not in (torch.float64, torch.float32):
+            raise ValueError("the torch engine computes in float64 or float32")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if not memory_budget_gib > 0:
+            raise ValueError("memory_budget_gib must be positive")
+        self.memory_budget_gib = float(memory_budget_gib)
+        self.config = config
+        self.inputs = inputs or Inputs()
+        self.plan = plan if plan is not None else Plan(config, self.inputs)
+        g = self.geometry = self.plan.geometry
+        self._prepare_constants(g)
+        self._prepare_pixels(g)
+        self._prepare_table(g)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _t(self, value: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
+
+    def _prepare_constants(self, g: Any) -> None:
+        cfg = self.config
+        d = cfg.detector
+        if g.convention == Convention.CUSTOM:
+            axes = (cfg.beam.beam_vector, d.fdet_vector, d.sdet_vector, d.odet_vector, d.twotheta_axis,
+                    cfg.beam.polar_vector, cfg.crystal.spindle_axis)
+        else:
+            axes = _CONVENTION_AXES[Convention(g.convention)]
+        beam, fdet, sdet, odet, tt_axis, polar, spindle = (list(map(float, a)) for a in axes)
+        beam, _ = _unit_np(beam)
+        fdet, _ = _unit_np(fdet)
+        sdet, _ = _unit_np(sdet)
+        odet_u, length = _unit_np(odet)
+        if length != 1.0:
+            odet_u, _ = _unit_np(_cross_np(fdet, sdet))
+        polar, _ = _unit_np(polar)
+        spindle, _ = _unit_np(spindle)
+        self._axes0 = {name: self._t(v) for name, v in (
+            ("beam", beam), ("fdet", fdet), ("sdet", sdet), ("odet", odet_u), ("tt_axis", tt_axis),
+            ("polar", polar), ("spindle", spindle))}
+        # sources: the direction towards the source, reversed, is the incident direction
+        src = np.asarray(self.plan.sources, dtype=np.float64)
+        self.n_sources = src.shape[0]
+        incident = -src[:, :3]
+        self._incident = self._t(incident)
+        self._incident_unit = _unit(self._incident)[0]
+        self._source_lambda = self._t(src[:, 4])
+        pol = self._axes0["polar"].expand_as(self._incident_unit)
+        b_in = _unit(_cross(pol, self._incident_unit))[0]
+        e_in = _unit(_cross(self._incident_unit, b_in))[0]
+        self._b_in, self._e_in = b_in, e_in
+        # a polarization axis along a source's direction: the C engine's psi is then 0
+        degenerate = _norm(b_in) == 0
+        self._degenerate_polar = bool(degenerate.any())
+        self._polar_degenerate_src = degenerate
+        # sampling
+        self.oversample = int(g.oversample)
+        self.layers = int(g.thicksteps)
+        self.n_sub = self.layers * self.oversample**2
+        self.n_orient = int(g.phisteps) * int(g.mosaic_domains)
+        self.steps = int(g.steps)
+        layer_of_sub = np.repeat(np.arange(self.layers), self.oversample**2)
+        self._odet_offsets = self._t(np.arange(self.layers) * float(g.thickstep))
+        mu = float(g.mu)
+        self._capture_c1 = self._t([(-int(k)) * g.thickstep * mu for k in layer_of_sub])
+        self._capture_c2 = self._t([-(int(k) + 1) * g.thickstep * mu for k in layer_of_sub])
+        self._os_range = torch.arange(self.oversample, device=self.device, dtype=torch.int64)
+        # mosaic: the deviates behind each domain's rotation
+        n_dom = int(g.mosaic_domains)
+        u = random_uniform(int(cfg.crystal.mosaic_seed), 3 * n_dom).astype(np.float32)
+        r = 2.0 * u.astype(np.float64).reshape(n_dom, 3) - 1.0
+        r1, r2, r3 = r[:, 0], r[:, 1], r[:, 2]
+        ring = np.sqrt(1.0 - r2 * r2)
+        with np.errstate(all="ignore"):
+            self._mosaic_p = np.power((1.0 - r3 * r3).astype(np.float32), np.float32(1.0 / 3.0))
+        self._mosaic_axis = np.stack((ring * np.sin(math.pi * r1), ring * np.cos(math.pi * r1), r2), axis=1)
+        self._plan_mosaic = self._t(np.asarray(self.plan.mosaic, dtype=np.float64).reshape(n_dom, 3, 3))
+
+    def _prepare_pixels(self, g: Any) -> None:
+        fp, sp = int(g.fpixels), int(g.spixels)
+        x0, x1, y0, y1 = (int(v) for v in g.roi)
+        sel = np.zeros((sp, fp), dtype=bool)
+        sel[max(y0, 0):max(y1 + 1, 0), max(x0, 0):max(x1 + 1, 0)] = True
+        if self.inputs.mask is not None:
+            sel &= np.asarray(self.inputs.mask) != 0
+        self.shape = (sp, fp)
+        self._selected = torch.as_tensor(np.flatnonzero(sel.ravel()), dtype=torch.int64, device=self.device)
+
+    def _prepare_table(self, g: Any) -> None:
+        hkl = self.inputs.hkl
+        self.default_F = float(self.config.crystal.default_F)
+        self.has_table = hkl is not None
+        self.interpolate = bool(g.interpolate) and self.has_table
+        if self.has_table:
+            F = np.asarray(hkl.F, dtype=np.float64)
+            self._table_shape = F.shape
+            self._table_min = (int(hkl.h_min), int(hkl.k_min), int(hkl.l_min))
+            # padded with default_F: one cell before every axis, at least one after, and
+            # at least 4 cells in all (the tricubic stencil)
+            pads = [(1, max(1, 3 - n)) for n in F.shape]
+            padded = np.pad(F, pads, mode="constant", constant_values=self.default_F)
+            self._table = self._t(padded.ravel())
+            pk, pl = padded.shape[1], padded.shape[2]
+            self._padded_shape = padded.shape
+            self._padded_strides = (pk * pl, pl, 1)
+            self._table_strides = torch.tensor(self._padded_strides, dtype=torch.int64,
+                                               device=self.device).view(1, 3, 1)
+            self._table_min_t = self._t([m - 1 for m in self._table_min]).view(1, 3, 1)
+            self._table_lo_t = self._t([0.0, 0.0, 0.0]).view(1, 3, 1)
+            self._table_hi_t = self._t([n + 1 for n in F.shape]).view(1, 3, 1)
+
+    # ------------------------------------------------------------ parameters
+
+    def defaults(self) -> dict[str, torch.Tensor]:
+        """The parameter values that the configuration implies (``image()`` renders these)."""
+        g, cfg = self.geometry, self.config
+        values: dict[str, Any] = {
+            "misset": list(g.misset),
+            "phi0": g.phi0,
+            "osc": g.osc,
+            "distance": cfg.detector.distance,
+            "Xbeam": g.Xbeam,
+            "Ybeam": g.Ybeam,
+            "rotx": g.rotx,
+            "roty": g.roty,
+            "rotz": g.rotz,
+            "twotheta": g.twotheta,
+            "lambda0": g.lambda0,
+            "fluence": g.fluence,
+            "polarization": g.polarization,
+            "fudge": g.fudge,
+            "N": list(g.N),
+            "mosaic_spread": g.mosaic_spread,
+        }
+        if cfg.crystal.has_cell:
+            a, b, c, al, be, ga = (float(x) for x in cfg.crystal.cell)
+            values["cell"] = [a, b if b > 0 else a, c if c > 0 else a,
+                              al if al > 0 else math.pi / 2, be if be > 0 else math.pi / 2,
+                              ga if ga > 0 else math.pi / 2]
+        return {k: self._t(v) for k, v in values.items()}
+
+    def _resolve(self, params: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
+        values = self.defaults()
+        overridden = set()
+        for name, value in (params or {}).items():
+            if name not in PARAMETERS:
+                raise KeyError(f"unknown parameter {name!r} (choose from {', '.join(PARAMETERS)})")
+            if name == "cell" and not self.config.crystal.has_cell:
+                raise ValueError("the 'cell' parameter needs a configuration with a unit cell")
+            t = torch.as_tensor(value)
+            t = t.to(dtype=self.dtype, device=self.device)
+            shape = _SHAPES.get(name, ())
+            if tuple(t.shape) != shape:
+                raise ValueError(f"parameter {name!r} must have shape {shape}, got {tuple(t.shape)}")
+            values[name] = t
+            overridden.add(name)
+        values["_mosaic_rebuild"] = "mosaic_spread" in overridden  # type: ignore[assignment]
+        return values
+
+    def _detector(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """geometry_resolve of the C engine: rotated axes, detector origin, distances."""
+        g, d = self.geometry, self.config.detector
+        ax = self._axes0
+        px, detsize_f, detsize_s = float(g.pixel_size), float(g.detsize_f), float(g.detsize_s)
+        Fclose: Any = (d.ORGX - 0.5) * px if not _unset(d.ORGX) else detsize_f / 2.0
+        Sclose: Any = (d.ORGY - 0.5) * px if not _unset(d.ORGY) else detsize_s / 2.0
+        Xbeam, Ybeam = p["Xbeam"], p["Ybeam"]
+        conv = Convention(g.convention)
+        pivot = Pivot(g.pivot)
+        if conv == Convention.CUSTOM:
+            Fbeam, Sbeam, Fclose, Sclose = Xbeam, Ybeam, Xbeam, Ybeam
+        elif conv == Convention.ADXV:
+            Fbeam, Sbeam = Xbeam, detsize_s - Ybeam
+        elif conv in (Convention.MOSFLM, Convention.DENZO):
+            half = 0.5 * px if conv == Convention.MOSFLM else 0.0 * px
+            Fbeam, Sbeam = Ybeam + half, Xbeam + half
+        else:
+            Fbeam, Sbeam = Xbeam, Ybeam
+        rx, ry, rz, tt = p["rotx"], p["roty"], p["rotz"], p["twotheta"]
+        beam, fdet, sdet, odet, tt_axis = ax["beam"], ax["fdet"], ax["sdet"], ax["odet"], ax["tt_axis"]
+        ratio = _dot(beam, _rotate_xyz(odet, rx, ry, rz))
+        tiny = torch.finfo(self.dtype).tiny
+        ratio = torch.where(ratio == 0, torch.full_like(ratio, tiny), ratio)
+        if not _unset(d.close_distance):
+            close = self._t(float(d.close_distance))
+        else:
+            close = torch.abs(ratio * p["distance"])
+        distance = close / ratio
+        pix0 = None
+        if d.has_pix0:
+            pix0 = self._t(list(d.pix0_vector))
+        elif pivot == Pivot.SAMPLE:
+            pix0 = -Fclose * fdet - Sclose * sdet + close * odet
+        if pix0 is not None:
+            pix0 = _rotate_axis(_rotate_xyz(pix0, rx, ry, rz), tt_axis, tt)
+        fdet, sdet, odet = (_rotate_axis(_rotate_xyz(v, rx, ry, rz), tt_axis, tt) for v in (fdet, sdet, odet))
+        if pix0 is None:
+            pix0 = -Fbeam * fdet - Sbeam * sdet + distance * beam
+        close = _dot(pix0, odet)
+        distance = close / ratio
+        return {"fdet": fdet, "sdet": sdet, "odet": odet, "pix0": pix0, "beam": beam,
+                "close": close, "distance": distance}
+
+    def _crystal(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """crystal_resolve of the C engine: real axes (m, rows a, b, c) and reciprocal axes (1/A)."""
+        c = self.config.crystal
+        zero = self._t(0.0)
+        lens = None
+        V_cell = None
+        if c.has_cell:
+            cell = p["cell"]
+            lens = cell[:3] * 1e10
+            la, lb, lc = lens[0], lens[1], lens[2]
+            al, be, ga = cell[3], cell[4], cell[5]
+            half = (al + be + ga) / 2
+            skew = torch.sin(half) * torch.sin(half - al) * torch.sin(half - be) * torch.sin(half - ga)
+            skew = torch.abs(skew)
+            V_cell = 2.0 * la * lb * lc * torch.sqrt(skew)
+            V_star = 1.0 / V_cell
+            a_s = lb * lc * torch.sin(al) * V_star
+            b_s = lc * la * torch.sin(be) * V_star
+            c_s = la * lb * torch.sin(ga) * V_star
+            sin_ga_s = torch.clamp(lc * V_star / a_s / b_s, -1.0, 1.0)
+            cos_al_s = (torch.cos(be) * torch.cos(ga) - torch.cos(al)) / (torch.sin(be) * torch.sin(ga))
+            cos_be_s = (torch.cos(ga) * torch.cos(al) - torch.cos(be)) / (torch.sin(ga) * torch.sin(al))
+            cos_ga_s = (torch.cos(al) * torch.cos(be) - torch.cos(ga)) / (torch.sin(al) * torch.sin(be))
+            one = torch.ones_like(cos_al_s)
+            cos_al_s = torch.where(cos_al_s * cos_al_s > 1.0, one, cos_al_s)
+            cos_be_s = torch.where(cos_be_s * cos_be_s > 1.0, one, cos_be_s)
+            cos_ga_s = torch.where(cos_ga_s * cos_ga_s > 1.0, one, cos_ga_s)
+            a_star = torch.stack((a_s, zero, zero))
+            b_star = torch.stack((b_s * cos_ga_s, b_s * sin_ga_s, zero))
+            c_star = torch.stack((c_s * cos_be_s, c_s * (cos_al_s - cos_be_s * cos_ga_s) / sin_ga_s,
+                                  c_s * V_cell / (la * lb * lc * sin_ga_s)))
+        if c.has_matrix:
+            a_star = self._t([x * 1e-10 for x in c.a_star])
+            b_star = self._t([x * 1e-10 for x in c.b_star])
+            c_star = self._t([x * 1e-10 for x in c.c_star])
+        m = p["misset"]
+        a_star, b_star, c_star = (_rotate_xyz(v, m[0], m[1], m[2]) for v in (a_star, b_star, c_star))
+        axb_s, bxc_s, cxa_s = _cross(a_star, b_star), _cross(b_star, c_star), _cross(c_star, a_star)
+        V_star = _dot(a_star, bxc_s)
+        if c.has_cell:
+            def rescale(v: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+                n = _norm(v)
+                n = torch.where(n > 0, n, torch.ones_like(n))
+                return v * (length / V_cell / n)
+
+            bxc_s = rescale(bxc_s, lens[0])
+            cxa_s = rescale(cxa_s, lens[1])
+            axb_s = rescale(axb_s, lens[2])
+            V_star = 1.0 / V_cell
+        V = 1.0 / V_star
+        a, b, cc = bxc_s * V, cxa_s * V, axb_s * V
+        recip = torch.stack((_cross(b, cc) * V_star, _cross(cc, a) * V_star, _cross(a, b) * V_star))
+        real = torch.stack((a, b, cc)) * 1e-10
+        return real, recip
+
+    def _mosaic(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(domains, 3, 3) rotations; rebuilt from the deviates when the spread is a parameter."""
+        if not p["_mosaic_rebuild"]:
+            return self._plan_mosaic
+        spread = p["mosaic_spread"]
+        pf = self._mosaic_p.astype(np.float64)
+        s_val = float(spread.detach().cpu())
+        exact = (np.float32(s_val) * self._mosaic_p).astype(np.float64)  # float32 product, as in C
+        correction = self._t(exact - s_val * pf)
+        angle = spread * self._t(pf) + correction
+        ux, uy, uz = (self._t(self._mosaic_axis[:, k]) for k in range(3))
+        c, s = torch.cos(angle), torch.sin(angle)
+        omc = 1.0 - c
+        omc_x = omc * ux
+        xy, xz, yz = omc_x * uy, omc_x * uz, omc * uy * uz
+        sx, sy, sz = s * ux, s * uy, s * uz
+        U = torch.stack((c + omc * (ux * ux), xy - sz, xz + sy,
+                         xy + sz, c + omc * (uy * uy), yz - sx,
+                         xz - sy, yz + sx, c + omc * (uz * uz)), dim=-1).view(-1, 3, 3)
+        eye = torch.eye(3, dtype=self.dtype, device=self.device)[None]
+        first = torch.arange(U.shape[0], device=self.device)[:, None, None] == 0
+        return torch.where(first, eye, U)
+
+    def _orientations(self, p: dict[str, torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+        """(phisteps * domains, 3, 3): rows a, b, c (m) of every crystal orientation."""
+        g = self.geometry
+        n_phi = int(g.phisteps)
+        phistep: Any = float(g.phistep)
+        if float(g.phisteps) > 0 and float(g.phistep) == float(g.osc) / n_phi:
+            phistep = p["osc"] / n_phi
+        steps = torch.arange(n_phi, dtype=self.dtype, device=self.device)
+        phi = p["phi0"] + phistep * steps  # (phi,)
+        spindle = self._axes0["spindle"]
+        abc = _rotate_axis(real[None, :, :], spindle, phi[:, None])  # (phi, 3, 3)
+        if float(g.mosaic_spread) > 0.0 or p["_mosaic_rebuild"]:
+            U = self._mosaic(p)  # (dom, 3, 3)
+            out = (U[None, :, None, :, :] * abc[:, None, :, None, :]).sum(-1)  # (phi, dom, abc, xyz)
+        else:
+            out = abc[:, None]
+        return out.reshape(-1, 3, 3)
+
+    def _context(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        p = self._resolve(params)
+        ctx: dict[str, Any] = dict(self._detector(p))
+        real, recip = self._crystal(p)
+        A = self._orientations(p, real)  # (No, abc, xyz)
+        No = A.shape[0]
+        ctx["A"] = A.permute(2, 1, 0).reshape(3, 3 * No)  # (xyz, abc * No + o)
+        ctx["recip"] = recip
+        ctx["N"] = p["N"]
+        ctx["N_small"] = bool((p["N"] <= 1).any())
+        ctx["fudge"] = p["fudge"]
+        ctx["kahn"] = p["polarization"]
+        ctx["lambda"] = self._source_lambda * (p["lambda0"] / float(self.geometry.lambda0))
+        fluence = p["fluence"]
+        w = float(self.config.beam.water_size)
+        ctx["I_bg"] = WATER_F * WATER_F * R_E_SQR * fluence * w * w * w * 1e6 * AVOGADRO / WATER_MW
+        ctx["scale"] = R_E_SQR * fluence
+        return ctx
+
+    # ----------------------------------------------------------------- kernel
+
+    def _grating(self, ctx: dict[str, Any], hkl: torch.Tensor, ip: bool) -> torch.Tensor:
+        """sin(N pi h) / sin(pi h) per axis, (M, 3, No); N pi h is N at h = 0 (as in the C engine)."""
+        Nv = ctx["N"].view(1, 3, 1)
+        if self.dtype == torch.float64:
+            # as the C engine computes it
+            x = hkl.mul_(math.pi) if ip else hkl * math.pi
+            den = torch.sin(x)
+            at_zero = den == 0
+            if not ip:
+                den = torch.where(at_zero, torch.ones_like(den), den)
+            x = x.mul_(Nv).sin_() if ip else torch.sin(x * Nv)
+            ratio = x.div_(den) if ip else x / den
+            ratio = torch.where(at_zero, Nv.to(ratio.dtype), ratio, out=ratio) if ip else \
+                torch.where(at_zero, Nv.expand_as(ratio), ratio)
+        else:
+            # single precision: reduce the arguments first.  With h = n + d (n integer),
+            # sin(pi h) = (-1)^n sin(pi d) and, with N = Ni + Nf (Ni integer),
+            # sin(N pi h) = (-1)^(Ni n) sin(pi (Nf n + N d)).
+            n = torch.round(hkl)
+            d = hkl.sub_(n) if ip else hkl - n
+            Ni = torch.round(Nv.detach())
+            Nf = Nv - Ni
+            t = d * Nv
+            if bool((Nf != 0).any()):
+                t = t + Nf * n
+            den = torch.sin(d * math.pi)
+            at_zero = den == 0
+            if not ip:
+                den = torch.where(at_zero, torch.ones_like(den), den)
+            num = t.mul_(math.pi).sin_() if ip else torch.sin(t * math.pi)
+            ratio = num.div_(den) if ip else num / den
+            even = torch.remainder(Ni, 2) == 0
+            limit = Nv.expand_as(ratio)
+            if bool(even.any()):
+                sign = 1.0 - 2.0 * torch.remainder(n, 2)
+                sign = torch.where(even, sign, torch.ones_like(sign))
+                ratio = ratio.mul_(sign) if ip else ratio * sign
+                limit = limit * sign
+            ratio = torch.where(at_zero, limit, ratio)
+        if ctx["N_small"]:
+            ratio = torch.where(Nv > 1, ratio, torch.ones_like(ratio))
+        return ratio
+
+    def _lattice(self, ctx: dict[str, Any], hkl: torch.Tensor, h0: torch.Tensor | None,
+                 ip: bool) -> torch.Tensor:
+        """Lattice factor (M, No) of fractional indices hkl (M, 3, No); hkl may be overwritten."""
+        N = ctx["N"]
+        shape = int(self.geometry.shape)
+        if shape == Shape.SQUARE:
+            g = self._grating(ctx, hkl, ip)
+            F = g[:, 0] * g[:, 1]
+            return F.mul_(g[:, 2]) if ip else F * g[:, 2]
+        Na, Nb, Nc = N[0], N[1], N[2]
+        dh = hkl.sub_(h0) if ip else hkl - h0
+        fudge = ctx["fudge"]
+        if shape == Shape.ROUND:
+            Nv = N.view(1, 3, 1)
+            sq = dh.square_() if ip else dh * dh
+            hrad = (sq.mul_(Nv * Nv) if ip else sq * Nv * Nv).sum(1)
+            r2 = hrad * fudge
+            zero = r2 == 0
+            x = math.pi * torch.sqrt(torch.where(zero, torch.ones_like(r2), r2))
+            sphere = 3.0 * (torch.sin(x) / x - torch.cos(x)) / (x * x)
+            if self.dtype != torch.float64:
+                # the difference above cancels for small x: use the series there
+                x2 = x * x
+                series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0 - x2 * x2 * x2 / 15120.0
+                sphere = torch.where(x < 0.5, series, sphere)
+            sphere = torch.where(zero, torch.ones_like(sphere), sphere)
+            return Na * Nb * Nc * ROUND_SCALE * sphere
+        d = torch.einsum("mhn,hx->mxn", dh, ctx["recip"])
+        rad = (d.square_() if ip else d * d).sum(1) * Na * Na * Nb * Nb * Nc * Nc
+        if shape == Shape.GAUSS:
+            return Na * Nb * Nc * torch.exp(-(rad / 0.63 * fudge))
+        return Na * Nb * Nc * (rad * fudge < 0.3969).to(self.dtype)
+
+    def _nearest_F(self, h0: torch.Tensor) -> torch.Tensor:
+        """F of the nearest reflections h0 (M, 3, No); default_F outside the table."""
+        d = torch.clamp(h0 - self._table_min_t, min=self._table_lo_t, max=self._table_hi_t).to(torch.int64)
+        flat = (d * self._table_strides).sum(dim=1)
+        return self._table.take(flat)
+
+    def _tricubic_F(self, hkl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interpolated F (M, No) and whether the 4x4x4 neighbourhood was inside the table."""
+        nh, nk, nl = self._table_shape
+        hmin, kmin, lmin = self._table_min
+        h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
+        bad = ((h - hmin + 3 > nh) | (h - 2 < hmin) | (k - kmin + 3 > nk) | (k - 2 < kmin)
+               | (l - lmin + 3 > nl) | (l - 2 < lmin))
+        hf, kf, lf = torch.floor(h), torch.floor(k), torch.floor(l)
+        # indices into the padded table (one default_F cell on every side)
+        ph, pk, pl = self._padded_shape
+        hi = torch.clamp(hf - hmin, 0, ph - 4).to(torch.int64)
+        ki = torch.clamp(kf - kmin, 0, pk - 4).to(torch.int64)
+        li = torch.clamp(lf - lmin, 0, pl - 4).to(torch.int64)
+        sh, sk, _ = self._padded_strides
+        along_h = []
+        for i in range(4):
+            along_k = []
+            for j in range(4):
+                row = (hi + i) * sh + (ki + j) * sk + li
+                ys = [self._table.take(row + m) for m in range(4)]
+                along_k.append(_lagrange4(lf, l, ys))
+            along_h.append(_lagrange4(kf, k, along_k))
+        return _lagrange4(hf, h, along_h), ~bad
+
+    def _kernel(self, ctx: dict[str, Any], pix: torch.Tensor, grad: bool,
+                stats: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Photons of the pixels with flat indices ``pix`` (and their omega sum, fallbacks)."""
+        g = self.geometry
+        dt = self.dtype
+        ip = not grad  # in-place arithmetic where nothing needs the operands afterwards
+        os_, L, T, Ns = self.oversample, self.layers, self.n_sub, self.n_sources
+        No = self.n_orient
+        P = pix.shape[0]
+        fpixels = self.shape[1]
+        f, s = pix % fpixels, torch.div(pix, fpixels, rounding_mode="floor")
+        sub = float(g.pixel_size) / os_
+        Fdet = (f[:, None] * os_ + self._os_range).to(dt).mul_(sub).add_(sub / 2.0)  # (P, os)
+        Sdet = (s[:, None] * os_ + self._os_range).to(dt).mul_(sub).add_(sub / 2.0)
+        fdet, sdet, odet, pix0 = ctx["fdet"], ctx["sdet"], ctx["odet"], ctx["pix0"]
+
+        # per (pixel, sub-pixel): components of the position, (P, T) each
+        pos = []
+        for i in range(3):
+            c = Fdet[:, None, None, :] * fdet[i] + Sdet[:, None, :, None] * sdet[i]  # (P, 1, os, os)
+            if L > 1:
+                c = c + self._odet_offsets[None, :, None, None] * odet[i]
+            c = c.add_(pix0[i]) if ip else c + pix0[i]
+            pos.append(c.reshape(P, T))
+        if g.curved:
+            dist = ctx["distance"]
+            start = ctx["beam"] * dist
+            mid = _rotate_axis_c((start[0], start[1], start[2]), sdet, pos[1] / dist)
+            pos = list(_rotate_axis_c(mid, fdet, pos[2] / dist))
+        x, y, z = pos
+        r2 = x * x
+        if ip:
+            airpath = r2.addcmul_(y, y).addcmul_(z, z).sqrt_()
+            dif = [x.div_(airpath), y.div_(airpath), z.div_(airpath)]
+        else:
+            airpath = torch.sqrt(r2 + y * y + z * z)
+            dif = [x / airpath, y / airpath, z / airpath]
+        px = float(g.pixel_size)
+        if g.point_pixel:
+            omega = 1.0 / airpath
+            omega = omega.div_(airpath) if ip else omega / airpath
+        else:
+            omega = px * px / airpath
+            omega = omega.div_(airpath).mul_(ctx["close"]).div_(airpath) if ip else \
+                omega / airpath * ctx["close"] / airpath
+        os_thick, os_polar, os_omega = bool(g.oversample_thick), bool(g.oversample_polar), bool(g.oversample_omega)
+        capture = None
+        if os_thick or float(g.thick) != 0.0:
+            parallax = dif[0] * odet[0] + dif[1] * odet[1] + dif[2] * odet[2]
+            capture = torch.exp(self._capture_c1 / parallax) - torch.exp(self._capture_c2 / parallax)
+
+        # per (pixel, sub-pixel, source): scattering vector (P, T, Ns, 3), cut, polarization
+        dif3 = torch.stack(dif, dim=-1)  # (P, T, 3)
+        S = dif3[:, :, None, :] - self._incident
+        S = S.div_(ctx["lambda"][:, None]) if ip else S / ctx["lambda"][:, None]
+        passed = None
+        dmin = float(g.dmin)
+        if dmin > 0.0:
+            stol = 0.5 * torch.sqrt((S * S).sum(-1))
+            passed = ~((stol > 0) & (dmin > 0.5 / stol))
+        polar = None
+        if os_polar or not g.nopolar:
+            d = [v[:, :, None] for v in dif]
+            iu, e_in, b_in = self._incident_unit, self._e_in, self._b_in
+            cos2t = d[0] * iu[:, 0] + d[1] * iu[:, 1] + d[2] * iu[:, 2]
+            e_out = d[0] * e_in[:, 0] + d[1] * e_in[:, 1] + d[2] * e_in[:, 2]
+            b_out = d[0] * b_in[:, 0] + d[1] * b_in[:, 1] + d[2] * b_in[:, 2]
+            cos2t_sqr = cos2t * cos2t
+            # cos(2 psi) sin^2(2 theta) = E_out^2 - B_out^2 in the orthonormal frame (inc, E_in, B_in)
+            term = e_out * e_out - b_out * b_out
+            if self._degenerate_polar:
+                term = torch.where(self._polar_degenerate_src, 1 - cos2t_sqr, term)
+            polar = 0.5 * (1.0 + cos2t_sqr - ctx["kahn"] * term)
+
+        # per (pixel, sub-pixel, source, orientation)
+        M = P * T * Ns
+        hkl = (S.reshape(M, 3) @ ctx["A"]).view(M, 3, No)
+        h0 = None
+        if int(g.shape) != Shape.SQUARE or self.has_table:
+            h0 = torch.ceil(hkl - 0.5)
+        fallbacks = None
+        F_cell = None
+        if self.has_table:
+            F_cell = self._nearest_F(h0)
+            if self.interpolate:
+                F_interp, ok = self._tricubic_F(hkl)
+                F_cell = torch.where(ok, F_interp, F_cell)
+        F_latt = self._lattice(ctx, hkl, h0, ip)  # (M, No); hkl is gone in place
+        if self.interpolate and stats:
+            counted = ~ok
+            if float(self.config.beam.water_size) == 0.0:
+                counted &= F_latt != 0
+            if passed is not None:
+                counted &= passed.reshape(M, 1)
+            fallbacks = counted.sum()
+        if F_cell is not None:
+            FF = F_cell.mul_(F_latt) if ip else F_cell * F_latt
+            FF = FF.square_() if ip else FF * FF
+        else:
+            FF = F_latt.square_() if ip else F_latt * F_latt
+        I_sub = FF.sum(-1) if No > 1 else FF.view(M)
+        if F_cell is None:
+            I_sub = I_sub * (self.default_F * self.default_F)
+        I_sub = I_sub.view(P, T, Ns)
+
+        weight = None
+        if os_thick:
+            weight = capture[:, :, None]
+        if os_polar:
+            weight = polar if weight is None else weight * polar
+        if os_omega:
+            weight = omega[:, :, None] if weight is None else weight * omega[:, :, None]
+        if weight is not None:
+            I_sub = I_sub * weight
+        if passed is not None:
+            I_sub = torch.where(passed, I_sub, torch.zeros_like(I_sub))
+        I = ctx["I_bg"] + I_sub.sum(dim=(1, 2))
+        photons = ctx["scale"] * I / self.steps
+        if not os_thick and capture is not None:
+            last = capture[:, (L - 1) * os_ * os_:]
+            photons = photons * _first_nonzero(last)[0]
+        if not os_polar and not g.nopolar:
+            pv = polar if passed is None else torch.where(passed, polar, torch.zeros_like(polar))
+            photons = photons * _first_nonzero(pv.reshape(P, T * Ns))[0]
+        omega_first, omega_idx = _first_nonzero(omega)
+        if not os_omega:
+            photons = photons * omega_first
+        omega_sum = None
+        if stats:
+            if os_omega:
+                omega_sum = omega.sum()
+            else:
+                omega_sum = (omega_first * (T - omega_idx).to(dt)).sum()
+        return photons, omega_sum, fallbacks
+
+    # ---------------------------------------------------------------- driving
+
+    def chunk_pixels(self, grad: bool = False, workers: int = 1) -> int:
+        """Pixels per chunk that keep the temporaries of ``workers`` chunks within the budget."""
+        isz = torch.finfo(self.dtype).bits // 8
+        e = self.n_sub * self.n_sources * self.n_orient
+        per_e = _ORIENT_TEMPS + (_TABLE_TEMPS if self.has_table else 0) + (_INTERP_TEMPS if self.interpolate else 0)
+        if grad:
+            per_e *= _GRAD_FACTOR
+        per_pixel = isz * (per_e * e + _SOURCE_TEMPS * self.n_sub * self.n_sources + _SUB_TEMPS * self.n_sub)
+        pixels = int(self.memory_budget_gib * 2**30 // max(per_pixel * max(workers, 1), 1))
+        if self.device.type == "cpu" and not grad:
+            pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS // max(e, 1)))
+        return max(1, pixels)
+
+    def _render(self, params: Mapping[str, Any] | None, progress: Callable[[float], None] | None,
+                stats: bool, workers: int = 1) -> tuple[torch.Tensor, float, int]:
+        """Image, omega sum and fallback count; ``workers`` > 1 renders CPU chunks in threads."""
+        grad = torch.is_grad_enabled() and any(
+            isinstance(v, torch.Tensor) and v.requires_grad for v in (params or {}).values())
+        ctx = self._context(params)
+        sel = self._selected
+        n = sel.numel()
+        if grad or self.device.type != "cpu":
+            workers = 1
+        chunk = self.chunk_pixels(grad, workers)
+        n_chunks = max(1, -(-n // chunk))
+        workers = max(1, min(workers, n_chunks))
+        sp, fp = self.shape
+        flat = torch.zeros(sp * fp, dtype=self.dtype, device=self.device)
+        if grad:
+            values = []
+            for i in range(n_chunks):
+                pix = sel[i * chunk:(i + 1) * chunk]
+                if n_chunks > 1:
+                    out = checkpoint(lambda q: self._kernel(ctx, q, True, False)[0], pix, use_reentrant=False)
+                else:
+                    out = self._kernel(ctx, pix, True, False)[0]
+                values.append(out)
+                if progress is not None:
+                    progress((i + 1) / n_chunks)
+            if n:
+                flat = flat.index_put((sel,), torch.cat(values))
+            return flat.view(sp, fp), 0.0, 0
+
+        omega_sum = 0.0
+        fallbacks = 0
+
+        def run(i: int) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
+            pix = sel[i * chunk:(i + 1) * chunk]
+            with torch.no_grad():
+                out, om, fb = self._kernel(ctx, pix, False, stats)
+            return pix, out, om, fb
+
+        def collect(result: tuple[torch.Tensor, torch.Tensor, Any, Any], done: int) -> None:
+            nonlocal omega_sum, fallbacks
+            pix, out, om, fb = result
+            flat[pix] = out.detach()
+            if om is not None:
+                omega_sum += float(om)
+            if fb is not None:
+                fallbacks += int(fb)
+            if progress is not None:
+                progress(done / n_chunks)
+
+        if n == 0:
+            if progress is not None:
+                progress(1.0)
+        elif workers == 1:
+            for i in range(n_chunks):
+                collect(run(i), i + 1)
+        else:
+            # chunk-level parallelism: each thread runs whole chunks single-threaded
+            old = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [pool.submit(run, i) for i in range(n_chunks)]
+                    for done, future in enumerate(as_completed(futures), start=1):
+                        collect(future.result(), done)
+            finally:
+                torch.set_num_threads(old)
+        return flat.view(sp, fp), omega_sum, fallbacks
+
+    def image(self, params: Mapping[str, Any] | None = None, *,
+              progress: Callable[[float], None] | None = None) -> torch.Tensor:
+        """The (slow, fast) image in photons for ``params`` (defaults for missing names).
+
+        Gradients flow to every parameter tensor that requires grad.
+        """
+        return self._render(params, progress, stats=False)[0]
+
+
+def render(
+    config: Config,
+    inputs: Inputs | None = None,
+    *,
+    dtype: str = "float64",
+    device: str | None = None,
+    threads: int = 0,
+    progress: Callable[[float], None] | None = None,
+    memory_budget_gib: float = 2.0,
+    **_: Any,
+) -> Result:
+    """Render ``config`` with the torch engine (same result as the C engine's ``render``)."""
+    start = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+    try:
+        workers = int(threads) if threads and threads > 0 else torch.get_num_threads()
+        model = TorchModel(config, inputs, dtype=dtype, device=device, memory_budget_gib=memory_budget_gib)
+        with torch.no_grad():
+            image_t, omega_sum, fallbacks = model._render(None, progress, stats=True, workers=workers)
+        image = image_t.cpu().numpy()
+    finally:
+        if threads and threads > 0:
+            torch.set_num_threads(old_threads)
+    plan = model.plan
+    stats = plan.stats(image, omega_sum=omega_sum, fallbacks=fallbacks)
+    return Result(
+        image=image,
+        stats=stats,
+        geometry=plan.geometry,
+        sources=plan.sources,
+        mosaic=plan.mosaic,
+        config=config,
+        backend="torch",
+        dtype=str(dtype) if not isinstance(dtype, torch.dtype) else str(dtype).replace("torch.", ""),
+        device=str(model.device),
+        seconds=time.perf_counter() - start,
+        extras={"chunk_pixels": model.chunk_pixels(False, workers)},
+    )
