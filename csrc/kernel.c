@@ -84,6 +84,9 @@ static inline double lagrange4(const double xs[4], const double y[4], double x)
     return t0 + t1 + t2 + t3;
 }
 
+/* orientations evaluated together in the vectorized part of the kernel */
+#define PB_BATCH 32
+
 typedef struct sf_table {
     const double *F;
     int h_min, k_min, l_min, nh, nk, nl;
@@ -150,6 +153,34 @@ static double polarization_factor(double kahn, const double incident_in[3], cons
         psi = -atan2(B_out, E_out);
     }
     return 0.5 * (1.0 + cos2t_sqr - kahn * cos(2 * psi) * sin2t_sqr);
+}
+
+/* Functions that the compiler vectorizes get an AVX2 twin on x86-64, picked at
+   load time (the default twin runs everywhere). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(PYBRAGG_NO_CLONES)
+#define PB_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PB_VECTOR_CLONES
+#endif
+
+/* Multiply out[i] by the grating factor of N cells at fractional indices x[i]:
+   grating_pi without branches, so that a batch of orientations vectorizes. */
+PB_VECTOR_CLONES
+static void grating_batch(int n, const double *restrict x, double N, int N_even, double *restrict out)
+{
+    for (int i = 0; i < n; ++i) {
+        double whole = round_whole(x[i]);
+        double d = x[i] - whole;
+        double Nd = N * d;
+        double m = round_whole(Nd);
+        double ratio = sinpi_half(Nd - m) / sinpi_half(d);
+        double v = d == 0.0 ? N : ratio;
+        /* parity of n (N-1) + m, as an exact whole number */
+        double flips = (N_even ? whole : 0.0) + (d == 0.0 ? 0.0 : m);
+        double half = 0.5 * flips;
+        out[i] *= half != round_whole(half) ? -v : v;
+    }
 }
 
 /* whether the (whole) number of cells along each axis is even */
@@ -238,6 +269,75 @@ typedef struct pixel_context {
     cell_parity parity;
 } pixel_context;
 
+/* factors applied per contribution when the matching -oversample_* flag is set */
+typedef struct applied_factors {
+    int thick, polar, omega;
+    double capture, polarization, omega_pixel;
+} applied_factors;
+
+/* Add to I the scattering of every crystal orientation (phi step x mosaic
+   domain) at scattering vector S, in orientation order.  Lattice factors of
+   square crystals are computed a batch at a time by vectorized code. */
+static inline double sum_orientations(const pixel_context *ctx, const double S[3], const applied_factors *af,
+                                      double I, long *fallbacks, tracer *tr, int layer, int ss, int sf, int is)
+{
+    const pb_plan *p = ctx->plan;
+    const pb_geometry *g = &p->geo;
+    const int n_orient = g->phisteps * g->mosaic_domains;
+    const int square = g->shape == PB_SHAPE_SQUARE;
+    for (int b0 = 0; b0 < n_orient; b0 += PB_BATCH) {
+        const int nb = n_orient - b0 < PB_BATCH ? n_orient - b0 : PB_BATCH;
+        double hb[PB_BATCH], kb[PB_BATCH], lb[PB_BATCH], Fb[PB_BATCH];
+        for (int i = 0; i < nb; ++i) {
+            const double *abc = p->axes + 9 * (b0 + i);
+            hb[i] = v3_dot(abc, S);
+            kb[i] = v3_dot(abc + 3, S);
+            lb[i] = v3_dot(abc + 6, S);
+        }
+        if (square) {
+            for (int i = 0; i < nb; ++i) Fb[i] = 1.0;
+            if (g->N[0] > 1) grating_batch(nb, hb, g->N[0], ctx->parity.even[0], Fb);
+            if (g->N[1] > 1) grating_batch(nb, kb, g->N[1], ctx->parity.even[1], Fb);
+            if (g->N[2] > 1) grating_batch(nb, lb, g->N[2], ctx->parity.even[2], Fb);
+        }
+        for (int i = 0; i < nb; ++i) {
+            const double h = hb[i], k = kb[i], l = lb[i];
+            int h0 = (int)ceil_whole(h - 0.5), k0 = (int)ceil_whole(k - 0.5), l0 = (int)ceil_whole(l - 0.5);
+            double F_latt = square ? Fb[i] : lattice_factor(g, &ctx->parity, h, k, l, h0, k0, l0);
+            if (F_latt == 0.0 && g->water_size == 0.0) continue;
+
+            double F_cell;
+            if (!ctx->interpolate || !sf_tricubic(&ctx->table, h, k, l, &F_cell)) {
+                if (ctx->interpolate) ++*fallbacks;
+                F_cell = sf_nearest(&ctx->table, h0, k0, l0);
+            }
+            double contribution = F_cell * F_cell * F_latt * F_latt;
+            if (af->thick) contribution *= af->capture;
+            if (af->polar) contribution *= af->polarization;
+            if (af->omega) contribution *= af->omega_pixel;
+            I += contribution;
+            if (tr) {
+                const int io = b0 + i, ip = io / g->mosaic_domains, im = io % g->mosaic_domains;
+                double frac[3] = {h, k, l}, near[3] = {h0, k0, l0};
+                trace_emit(tr, "hkl", layer, ss, sf, is, ip, im, frac, 3);
+                trace_emit(tr, "hkl_nearest", layer, ss, sf, is, ip, im, near, 3);
+                if (square) {
+                    double parts[3];
+                    for (int ax = 0; ax < 3; ++ax) {
+                        double N = g->N[ax];
+                        parts[ax] = N > 1 ? grating_pi(frac[ax], N, ctx->parity.even[ax]) : 1.0;
+                    }
+                    trace_emit(tr, "F_latt_abc", layer, ss, sf, is, ip, im, parts, 3);
+                }
+                trace1(tr, "F_latt", layer, ss, sf, is, ip, im, F_latt);
+                trace1(tr, "F_cell", layer, ss, sf, is, ip, im, F_cell);
+                trace1(tr, "I_sum", layer, ss, sf, is, ip, im, I);
+            }
+        }
+    }
+    return I;
+}
+
 /* photons in one pixel; adds its summed solid angle and fallback count.
    `tr` is NULL except in pb_trace_pixel (inlined away in the pixel loop). */
 static inline double render_pixel(const pixel_context *ctx, int fpixel, int spixel, double *omega_acc,
@@ -247,7 +347,6 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
     const pb_geometry *g = &p->geo;
     const int os = g->oversample;
     const double sub = g->pixel_size / os;
-    const int n_orient = g->phisteps * g->mosaic_domains;
     const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
 
     double I = g->I_bg;
@@ -313,42 +412,8 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
                         polar = polarization_factor(g->polarization, incident, diffracted, g->polar);
                     if (tr) trace1(tr, "polarization", layer, ss, sf, is, -1, -1, polar);
 
-                    for (int io = 0; io < n_orient; ++io) {
-                        const double *abc = p->axes + 9 * io;
-                        double h = v3_dot(abc, S), k = v3_dot(abc + 3, S), l = v3_dot(abc + 6, S);
-                        int h0 = (int)ceil_whole(h - 0.5), k0 = (int)ceil_whole(k - 0.5);
-                        int l0 = (int)ceil_whole(l - 0.5);
-                        double F_latt = lattice_factor(g, &ctx->parity, h, k, l, h0, k0, l0);
-                        if (F_latt == 0.0 && g->water_size == 0.0) continue;
-
-                        double F_cell;
-                        if (!ctx->interpolate || !sf_tricubic(&ctx->table, h, k, l, &F_cell)) {
-                            if (ctx->interpolate) ++*fallbacks;
-                            F_cell = sf_nearest(&ctx->table, h0, k0, l0);
-                        }
-                        double contribution = F_cell * F_cell * F_latt * F_latt;
-                        if (os_thick) contribution *= capture;
-                        if (os_polar) contribution *= polar;
-                        if (os_omega) contribution *= omega;
-                        I += contribution;
-                        if (tr) {
-                            int ip = io / g->mosaic_domains, im = io % g->mosaic_domains;
-                            double frac[3] = {h, k, l}, near[3] = {h0, k0, l0};
-                            trace_emit(tr, "hkl", layer, ss, sf, is, ip, im, frac, 3);
-                            trace_emit(tr, "hkl_nearest", layer, ss, sf, is, ip, im, near, 3);
-                            if (g->shape == PB_SHAPE_SQUARE) {
-                                double parts[3];
-                                for (int ax = 0; ax < 3; ++ax) {
-                                    double N = g->N[ax];
-                                    parts[ax] = N > 1 ? grating_pi(frac[ax], N, ctx->parity.even[ax]) : 1.0;
-                                }
-                                trace_emit(tr, "F_latt_abc", layer, ss, sf, is, ip, im, parts, 3);
-                            }
-                            trace1(tr, "F_latt", layer, ss, sf, is, ip, im, F_latt);
-                            trace1(tr, "F_cell", layer, ss, sf, is, ip, im, F_cell);
-                            trace1(tr, "I_sum", layer, ss, sf, is, ip, im, I);
-                        }
-                    }
+                    const applied_factors factors = {os_thick, os_polar, os_omega, capture, polar, omega};
+                    I = sum_orientations(ctx, S, &factors, I, fallbacks, tr, layer, ss, sf, is);
                 }
             }
         }

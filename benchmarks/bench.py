@@ -1,0 +1,173 @@
+"""Timing of pybragg's engines, printed as ratios measured in one run.
+
+    python benchmarks/bench.py                 # C engine and torch (CPU) on the standard cases
+    python benchmarks/bench.py --reference /tmp/nanoBragg   # also a private build of the reference
+    python benchmarks/bench.py --quick         # smaller frames, for a smoke test
+    python benchmarks/bench.py --device cuda   # torch on a GPU as well
+
+Cases: the whole Pilatus frame (the golden ``pilatus_roi`` case without
+``-roi``: 2463x2527 pixels, 10 phi steps), a 1024x1024 simple case, and a
+mosaic-and-divergence case.  Also a scaling series (cost against pixels x
+sub-pixels x sources x phi steps x domains) and the C engine's 1 -> 2 thread
+speed-up.  Every measurement runs in a fresh process; "wall" is the whole
+command (start-up, input files, outputs), "render" the engine alone, "peak" the
+process's maximum resident memory.  Nothing here asserts a speed: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT.parent / "shared" / "golden"
+
+
+def golden_args(name: str) -> list[str]:
+    """A golden case's arguments with input paths made absolute and without outputs."""
+    case = json.loads((GOLDEN / "manifest.json").read_text())["cases"][name]
+    args = [a for a in case["args"] if a != "@OUT"]
+    return [str(GOLDEN / a) if a.startswith("inputs/") else a for a in args]
+
+
+def without(args: list[str], flag: str, nvalues: int) -> list[str]:
+    if flag not in args:
+        return args
+    i = args.index(flag)
+    return args[:i] + args[i + 1 + nvalues:]
+
+
+def cases(quick: bool) -> dict[str, list[str]]:
+    cell = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100"]
+    pilatus = without(golden_args("pilatus_roi"), "-roi", 4)
+    if quick:
+        pilatus += ["-roi", "0", "2462", "1200", "1299"]
+    n = "256" if quick else "1024"
+    return {
+        "pilatus_frame": pilatus,
+        f"simple_{n}": cell + ["-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", n, "-pixel", "0.1"],
+        "mosaic_divergence": cell + ["-N", "10", "-lambda", "1", "-distance", "100", "-detpixels",
+                                     "128" if quick else "384", "-pixel", "0.1", "-mosaic", "0.5",
+                                     "-mosaic_dom", "10", "-divergence", "1", "-divsteps", "3",
+                                     "-dispersion", "1", "-dispsteps", "2"],
+    }
+
+
+SCALING = {
+    # each doubles one factor of pixels x sub-pixels x sources x phi steps x domains
+    "base": [],
+    "pixels x4": ["-detpixels", "512"],
+    "sub-pixels x4": ["-oversample", "2"],
+    "sources x4": ["-divergence", "1", "-divsteps", "2", "-square_div", "-dispsteps", "2", "-dispersion", "1"],
+    "phi steps x4": ["-osc", "0.4", "-phisteps", "4"],
+    "domains x4": ["-mosaic", "0.5", "-mosaic_dom", "4"],
+}
+SCALING_BASE = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100",
+                "-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", "256", "-pixel", "0.1",
+                "-oversample", "1"]
+
+
+def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run a command in a scratch folder; wall seconds and peak memory (MiB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {proc.stderr.strip()[-500:]}")
+    render = None
+    for line in proc.stdout.splitlines():
+        if "rendered in" in line:
+            render = float(line.split("rendered in")[1].split()[0])
+    return {"wall": wall, "render": render if render is not None else wall,
+            "peak_mib": max(peak, before) / 1024.0}
+
+
+def pybragg(args: list[str], backend: str, dtype: str = "float64", device: str | None = None,
+            threads: int = 2) -> list[str]:
+    exe = Path(sys.executable).parent / "pybragg"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pybragg.cli.main"]
+    cmd += ["--backend", backend, "--dtype", dtype, "--threads", str(threads)]
+    if device:
+        cmd += ["--device", device]
+    return cmd + args + ["-nonoise", "-nopgm", "-floatfile", "float.bin", "-intfile", "int.img"]
+
+
+def environment(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def row(label: str, values: dict[str, float], base: float | None = None, key: str = "wall") -> str:
+    ratio = f"{values[key] / base:8.2f}x" if base else " " * 9
+    return (f"  {label:<38} wall {values['wall']:8.2f} s  render {values['render']:8.2f} s  {ratio}"
+            f"  peak {values['peak_mib']:7.0f} MiB")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller frames")
+    p.add_argument("--reference", help="path to a private build of nanoBragg to time on the same cases")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default=None, help="also time torch on this device (e.g. cuda)")
+    p.add_argument("--no-torch", action="store_true", help="skip the torch engine")
+    p.add_argument("--skip-scaling", action="store_true")
+    o = p.parse_args()
+    env = environment(o.threads)
+    print(f"pybragg benchmark: {os.cpu_count()} cores, {o.threads} threads, {'quick' if o.quick else 'full'}")
+    results: dict[str, dict] = {}
+    for name, args in cases(o.quick).items():
+        print(f"\n{name}: {' '.join(a if '/' not in a else Path(a).name for a in args)}")
+        c = measure(pybragg(args, "c", threads=o.threads), env)
+        results[name] = {"c": c}
+        print(row("C engine (float32 image, float64 math)", c))
+        if o.reference:
+            ref = measure([o.reference, *args, "-nonoise", "-nopgm", "-floatfile", "float.bin",
+                           "-intfile", "int.img"], env)
+            results[name]["reference"] = ref
+            print(row("reference nanoBragg", ref))
+            print(f"  -> C engine / reference wall time: {c['wall'] / ref['wall']:.3f}"
+                  f"  (render only vs reference wall: {c['render'] / ref['wall']:.3f})")
+        if not o.no_torch:
+            for dtype in ("float64", "float32"):
+                t = measure(pybragg(args, "torch", dtype, "cpu", threads=o.threads), env)
+                results[name][f"torch_cpu_{dtype}"] = t
+                print(row(f"torch CPU {dtype}", t, c["render"], "render"))
+            if o.device:
+                for dtype in ("float64", "float32"):
+                    t = measure(pybragg(args, "torch", dtype, o.device, threads=o.threads), env)
+                    results[name][f"torch_{o.device}_{dtype}"] = t
+                    print(row(f"torch {o.device} {dtype}", t, c["render"], "render"))
+    if not o.skip_scaling:
+        print("\nscaling (C engine, render seconds; each line multiplies one factor by 4):")
+        base = None
+        for label, extra in SCALING.items():
+            args = SCALING_BASE + extra
+            if "-detpixels" in extra:
+                args = without(SCALING_BASE, "-detpixels", 1) + extra
+            if "-oversample" in extra:
+                args = without(SCALING_BASE, "-oversample", 1) + extra
+            m = measure(pybragg(args, "c", threads=o.threads), env)
+            base = base or m["render"]
+            print(f"  {label:<16} {m['render']:8.3f} s   x{m['render'] / base:5.2f}")
+        print("\nthreads (C engine, simple case render seconds):")
+        args = cases(o.quick)[next(k for k in cases(o.quick) if k.startswith("simple"))]
+        one = measure(pybragg(args, "c", threads=1), environment(1))
+        two = measure(pybragg(args, "c", threads=2), environment(2))
+        print(f"  1 thread {one['render']:.3f} s, 2 threads {two['render']:.3f} s: speed-up "
+              f"{one['render'] / two['render']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
