@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -75,21 +74,23 @@ SCALING_BASE = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10",
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run a command in a scratch folder; wall seconds and peak memory (MiB)."""
+    """Run a command in a scratch folder: wall seconds, render seconds, peak memory (MiB)."""
     with tempfile.TemporaryDirectory() as tmp:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        start = time.perf_counter()
-        proc = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(command, cwd=tmp, env=env, stdout=out, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout, stderr = out_path.read_text(), err_path.read_text()
     if proc.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed: {proc.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{command[0]} failed: {stderr.strip()[-500:]}")
     render = None
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         if "rendered in" in line:
             render = float(line.split("rendered in")[1].split()[0])
-    return {"wall": wall, "render": render if render is not None else wall,
-            "peak_mib": max(peak, before) / 1024.0}
+    return {"wall": wall, "render": render if render is not None else wall, "peak_mib": usage.ru_maxrss / 1024.0}
 
 
 def pybragg(args: list[str], backend: str, dtype: str = "float64", device: str | None = None,

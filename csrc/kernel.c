@@ -294,11 +294,14 @@ static inline double sum_orientations(const pixel_context *ctx, const double S[3
             kb[i] = v3_dot(abc + 3, S);
             lb[i] = v3_dot(abc + 6, S);
         }
-        if (square) {
+        if (square && nb >= 4) {
             for (int i = 0; i < nb; ++i) Fb[i] = 1.0;
             if (g->N[0] > 1) grating_batch(nb, hb, g->N[0], ctx->parity.even[0], Fb);
             if (g->N[1] > 1) grating_batch(nb, kb, g->N[1], ctx->parity.even[1], Fb);
             if (g->N[2] > 1) grating_batch(nb, lb, g->N[2], ctx->parity.even[2], Fb);
+        } else if (square) {
+            /* too few orientations to gain from vectors: the same arithmetic inline */
+            for (int i = 0; i < nb; ++i) Fb[i] = lattice_factor(g, &ctx->parity, hb[i], kb[i], lb[i], 0, 0, 0);
         }
         for (int i = 0; i < nb; ++i) {
             const double h = hb[i], k = kb[i], l = lb[i];
@@ -399,7 +402,8 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
                     double lambda = src[4];
                     double S[3];
                     for (int i = 0; i < 3; ++i) S[i] = (diffracted[i] - incident[i]) / lambda;
-                    double stol = 0.5 * v3_norm(S);
+                    /* sin(theta)/lambda, needed for the resolution cut and the trace */
+                    double stol = (g->dmin > 0.0 || tr) ? 0.5 * v3_norm(S) : 0.0;
                     if (tr) {
                         trace_emit(tr, "incident", layer, ss, sf, is, -1, -1, incident, 3);
                         trace1(tr, "lambda", layer, ss, sf, is, -1, -1, lambda);

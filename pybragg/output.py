@@ -52,11 +52,15 @@ def smv_fields(result: Result) -> list[tuple[str, str]]:
 
 def roi_mask(result: Result) -> np.ndarray:
     """Boolean (slow, fast) array: True inside the region of interest."""
-    g = result.geometry
-    xmin, xmax, ymin, ymax = g.roi
-    s = np.arange(g.spixels)[:, None]
-    f = np.arange(g.fpixels)[None, :]
-    return (f >= xmin) & (f <= xmax) & (s >= ymin) & (s <= ymax)
+    mask = np.zeros((result.geometry.spixels, result.geometry.fpixels), dtype=bool)
+    mask[roi_slices(result)] = True
+    return mask
+
+
+def roi_slices(result: Result) -> tuple[slice, slice]:
+    """(slow, fast) slices of the region of interest (its bounds are inclusive)."""
+    xmin, xmax, ymin, ymax = result.geometry.roi
+    return slice(max(ymin, 0), ymax + 1), slice(max(xmin, 0), xmax + 1)
 
 
 def float32_image(result: Result) -> np.ndarray:
@@ -64,25 +68,39 @@ def float32_image(result: Result) -> np.ndarray:
     return np.ascontiguousarray(result.image, dtype=np.float32)
 
 
+def _zero_outside_roi(image: np.ndarray, result: Result) -> np.ndarray:
+    rows, cols = roi_slices(result)
+    out = np.zeros_like(image)
+    out[rows, cols] = image[rows, cols]
+    return out
+
+
 def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
-    """Noiseless integer image and the scale used (default: brightest pixel at 55000)."""
+    """Noiseless integer image and the scale used (default: brightest pixel at 55000).
+
+    Like the reference: ``floor(float32(clip(I * scale + adc, 0, 65535) + 0.5))``
+    computed in double precision, 0 outside the ROI.
+    """
     if scale is None or scale <= 0.0:
         scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
-    value = float32_image(result).astype(np.float64) * scale + adc_offset
-    value = np.clip(value, 0.0, 65535.0)
-    counts = np.floor((value + 0.5).astype(np.float32)).astype(np.uint16)
-    counts[~roi_mask(result)] = 0
-    return counts, scale
+    value = float32_image(result).astype(np.float64)
+    value *= scale
+    value += adc_offset
+    np.clip(value, 0.0, 65535.0, out=value)
+    value += 0.5
+    rounded = value.astype(np.float32)
+    np.floor(rounded, out=rounded)
+    return _zero_outside_roi(rounded.astype(np.uint16), result), scale
 
 
 def pgm_image(result: Result, scale: float | None, int_scale: float) -> tuple[np.ndarray, float]:
     """8-bit image and the scale used (default: 5 rms deviations at 250)."""
     if scale is None or scale <= 0.0:
         scale = 250.0 / (5.0 * result.stats.rmsd) if result.stats.rmsd > 0.0 else int_scale
-    value = np.minimum(float32_image(result).astype(np.float64) * scale, 255.0)
-    grey = value.astype(np.uint8)
-    grey[~roi_mask(result)] = 0
-    return grey, scale
+    value = float32_image(result).astype(np.float64)
+    value *= scale
+    np.minimum(value, 255.0, out=value)
+    return _zero_outside_roi(value.astype(np.uint8), result), scale
 
 
 @dataclass
