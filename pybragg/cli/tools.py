@@ -72,7 +72,10 @@ def _render(flags: list[str], backend: str, dtype: str, device: str | None):
 # --------------------------------------------------------------------------- compare
 
 def _previews(outdir: str, a: np.ndarray, b: np.ndarray, labels: tuple[str, str]) -> list[str]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise PybraggError("--outdir: the PNG previews need matplotlib (pip install 'pybragg[plot]')") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

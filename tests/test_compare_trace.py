@@ -1,0 +1,173 @@
+"""``pybragg trace`` and ``pybragg compare``: values checked against independent numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from golden import run_cli
+from pybragg.cli.tools import align_traces, read_trace_log
+from pybragg.compare import compare_images
+from pybragg.engines.c_engine import Plan
+from pybragg.simulator import Simulator
+
+SIMPLE = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2", "-N", "5",
+          "-distance", "100", "-detpixels", "256", "-pixel", "0.1"]
+R_E_SQR = 7.94079248018965e-30
+FLUENCE = 125932015286227086360700780544.0
+
+
+def expected_simple_pixel(slow: int, fast: int) -> dict[str, object]:
+    """The simple_cubic geometry worked out by hand (MOSFLM convention)."""
+    px, dist, lam = 1e-4, 0.1, 6.2e-10
+    beam_center = (25.6e-3 + px) / 2  # Xbeam = Ybeam default
+    fbeam = sbeam = beam_center + px / 2  # MOSFLM adds half a pixel
+    f, s = np.array([0, 0, 1.0]), np.array([0, -1.0, 0])
+    pix0 = -fbeam * f - sbeam * s + dist * np.array([1.0, 0, 0])
+    pos = pix0 + (fast + 0.5) * px * f + (slow + 0.5) * px * s
+    r = np.linalg.norm(pos)
+    diffracted = pos / r
+    incident = np.array([1.0, 0, 0])
+    S = (diffracted - incident) / lam
+    hkl = 100e-10 * S  # cubic cell along the lab axes
+    grating = [math.sin(5 * math.pi * x) / math.sin(math.pi * x) for x in hkl]
+    F_latt = float(np.prod(grating))
+    omega = px * px / r / r * dist / r
+    cos2t = float(diffracted @ incident)
+    polar = 0.5 * (1 + cos2t**2)
+    pixel = R_E_SQR * FLUENCE * (100.0 * F_latt) ** 2 * omega * polar
+    return {"pix0": pix0, "position": pos, "diffracted": diffracted, "scattering": S, "hkl": hkl,
+            "F_latt_abc": grating, "F_latt": F_latt, "omega": omega, "polarization": polar, "pixel": pixel}
+
+
+@pytest.mark.parametrize("slow, fast", [(100, 140), (128, 128), (10, 250)])
+def test_c_trace_matches_independent_numbers(slow: int, fast: int) -> None:
+    sim = Simulator.from_args(SIMPLE)
+    plan = Plan(sim.config, sim.inputs)
+    records, value = plan.trace(fast, slow)
+    got = {r.name: np.array(r.values) for r in records}
+    want = expected_simple_pixel(slow, fast)
+    for name in ("pix0", "position", "diffracted", "scattering", "hkl", "F_latt_abc"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-15, err_msg=name)
+    for name in ("F_latt", "omega", "polarization"):
+        assert got[name][0] == pytest.approx(want[name], rel=1e-9), name
+    assert value == pytest.approx(want["pixel"], rel=1e-6)
+    assert got["F_cell"][0] == 100.0
+    # the traced value is the rendered pixel
+    assert value == pytest.approx(float(sim.run().image[slow, fast]), rel=1e-7)
+    # loop indices: one layer, one sub-pixel, one source, one phi step, one domain
+    hkl = next(r for r in records if r.name == "hkl")
+    assert hkl.index == (0, 0, 0, 0, 0, 0)
+
+
+def test_trace_records_every_loop_position() -> None:
+    args = SIMPLE + ["-oversample", "2", "-phisteps", "3", "-osc", "0.3", "-mosaic", "0.2", "-mosaic_dom", "2",
+                     "-dispersion", "1", "-dispsteps", "2"]
+    sim = Simulator.from_args(args)
+    records, _ = Plan(sim.config, sim.inputs).trace(100, 100)
+    hkl = [r.index for r in records if r.name == "hkl"]
+    # 2x2 sub-pixels x 2 sources x 3 phi steps x 2 domains
+    assert len(hkl) == 4 * 2 * 3 * 2
+    assert {i[4] for i in hkl} == {0, 1, 2} and {i[5] for i in hkl} == {0, 1} and {i[3] for i in hkl} == {0, 1}
+    running = [r.values[0] for r in records if r.name == "I_sum"]
+    assert running == sorted(running)  # a running sum of squares only grows
+
+
+def test_trace_command_c_engine_json(tmp_path) -> None:
+    proc = run_cli(["trace", "--pixel", "100", "140", "--engines", "c", "--json", "--", *SIMPLE], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["pixel"] == {"slow": 100, "fast": 140}
+    names = [row["name"] for row in payload["rows"]]
+    for name in ("pix0", "fdet", "sdet", "odet", "position", "diffracted", "incident", "scattering", "hkl",
+                 "hkl_nearest", "F_cell", "F_latt_abc", "F_latt", "omega", "polarization",
+                 "capture_fraction", "I_sum", "scale", "pixel"):
+        assert name in names
+    assert payload["first_difference"] is None
+    assert payload["values"]["c"] == pytest.approx(expected_simple_pixel(100, 140)["pixel"], rel=1e-6)
+
+
+def test_trace_against_log_marks_first_difference(tmp_path) -> None:
+    sim = Simulator.from_args(SIMPLE)
+    records, _ = Plan(sim.config, sim.inputs).trace(140, 100)
+    lines = []
+    for r in records:
+        values = list(r.values)
+        if r.name == "omega":
+            values[0] *= 1.001  # a third implementation with a different solid angle
+        lines.append(r.name + " " + " ".join(repr(v) for v in values))
+    log = tmp_path / "other.log"
+    log.write_text("# instrumented build\n" + "\n".join(lines) + "\n")
+    parsed = read_trace_log(str(log))
+    rows = align_traces({"c": records}, parsed, rtol=1e-6, atol=1e-12)
+    first = next(r for r in rows if r.differs)
+    assert first.name == "omega"
+    proc = run_cli(["trace", "--pixel", "100", "140", "--engines", "c", "--against-log", str(log), "--", *SIMPLE],
+                   tmp_path)
+    assert proc.returncode == 4
+    assert "first difference: omega" in proc.stderr
+    assert "<-- first difference" in proc.stdout
+
+
+def test_trace_usage_errors(tmp_path) -> None:
+    proc = run_cli(["trace", "--pixel", "1", "--", *SIMPLE], tmp_path)
+    assert proc.returncode == 2 and "pybragg trace" in proc.stderr
+    proc = run_cli(["trace", "--pixel", "1", "2", *SIMPLE], tmp_path)
+    assert proc.returncode == 2 and "--" in proc.stderr
+    proc = run_cli(["trace", "--pixel", "999", "2", "--engines", "c", "--", *SIMPLE], tmp_path)
+    assert proc.returncode == 3 and "outside" in proc.stderr
+
+
+def test_compare_finds_a_planted_beam_centre_shift(tmp_path) -> None:
+    """One image with the beam centre moved by one pixel: compare says where."""
+    args = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100",
+            "-N", "10", "-lambda", "1", "-distance", "100", "-detpixels", "128", "-pixel", "0.1"]
+    base = Simulator.from_args(args).run()
+    # MOSFLM default Xbeam is (12.8 + 0.1) / 2 + 6.4 = 12.85 mm; move it by one 0.1 mm pixel
+    shifted = Simulator.from_args(args + ["-Xbeam", "12.95"]).run()
+    (tmp_path / "shifted.bin").write_bytes(shifted.image.astype("<f4").tobytes())
+    proc = run_cli(["compare", "--engines", "c", "--against", "shifted.bin", "--threshold", "0.999",
+                    "--outdir", "out", "--", *args], tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert "under the threshold" in proc.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    # the largest difference sits on a Bragg spot of one of the two images
+    slow, fast = summary["max_abs_pixel"]
+    assert max(base.image[slow, fast], shifted.image[slow, fast]) > 0.1 * base.image.max()
+    direct = compare_images(base.image, shifted.image)
+    assert tuple(summary["max_abs_pixel"]) == direct.max_abs_pixel
+    assert summary["correlation"] == pytest.approx(direct.correlation, rel=1e-9)
+    assert summary["sum_ratio"] == pytest.approx(shifted.image.sum() / base.image.sum(), rel=1e-6)
+    for png in ("image_a.png", "image_b.png", "difference.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # shifting back by the same pixel makes the two agree again
+    proc = run_cli(["compare", "--engines", "c", "--against", "shifted.bin", "--threshold", "0.999999", "--",
+                    *args, "-Xbeam", "12.95"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_compare_roi_reports_detector_coordinates(tmp_path) -> None:
+    image = np.zeros((64, 64))
+    other = image.copy()
+    other[40, 30] = 5.0
+    (tmp_path / "b.bin").write_bytes(other.astype("<f4").tobytes())
+    args = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "0.000001", "-N", "2", "-detpixels", "64",
+            "-fluence", "0"]
+    proc = run_cli(["compare", "--engines", "c", "--against", "b.bin", "--roi", "20", "40", "30", "50", "--",
+                    *args], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "(40, 30)" in proc.stdout
+
+
+def test_compare_usage_and_engine_errors(tmp_path) -> None:
+    assert run_cli(["compare", "--threshold", "2", "--", *SIMPLE], tmp_path).returncode == 2
+    assert run_cli(["compare", "--engines", "c,x", "--", *SIMPLE], tmp_path).returncode == 2
+    assert run_cli(["compare", "--engines", "c", "--", *SIMPLE], tmp_path).returncode == 2
+    missing = run_cli(["compare", "--engines", "c", "--against", "nope.bin", "--", *SIMPLE], tmp_path)
+    assert missing.returncode == 1 and "nope.bin" in missing.stderr
+    (tmp_path / "short.bin").write_bytes(b"\0" * 16)
+    short = run_cli(["compare", "--engines", "c", "--against", "short.bin", "--", *SIMPLE], tmp_path)
+    assert short.returncode == 1 and "short.bin" in short.stderr
