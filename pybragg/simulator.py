@@ -61,13 +61,13 @@ class Simulator:
 
         inv = parse_args(list(argv))
         inputs = load_inputs(inv, write_dump=bool(overrides.pop("write_dump", False)))
-        kwargs: dict[str, object] = dict(
-            backend=inv.backend,
-            dtype=inv.dtype,
-            device=inv.device,
-            threads=inv.threads,
-            memory_budget_gib=inv.memory_budget_gib,
-        )
+        kwargs: dict[str, object] = {
+            "backend": inv.backend,
+            "dtype": inv.dtype,
+            "device": inv.device,
+            "threads": inv.threads,
+            "memory_budget_gib": inv.memory_budget_gib,
+        }
         kwargs.update(overrides)
         sim = cls(inv.config, inputs, **kwargs)  # type: ignore[arg-type]
         sim.invocation = inv

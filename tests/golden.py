@@ -116,7 +116,7 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Comp
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "2")
     return subprocess.run(pybragg_command() + args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+                          env=env, check=False)
 
 
 def smv_pixels(raw: bytes) -> tuple[dict[str, str], np.ndarray]:
