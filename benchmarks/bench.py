@@ -60,17 +60,18 @@ def cases(quick: bool) -> dict[str, list[str]]:
 
 
 SCALING = {
-    # each doubles one factor of pixels x sub-pixels x sources x phi steps x domains
+    # each multiplies one factor of pixels x sub-pixels x sources x phi steps x domains by 4
     "base": [],
-    "pixels x4": ["-detpixels", "512"],
+    "pixels x4": ["-detpixels", "1024"],
     "sub-pixels x4": ["-oversample", "2"],
     "sources x4": ["-divergence", "1", "-divsteps", "2", "-square_div", "-dispsteps", "2", "-dispersion", "1"],
-    "phi steps x4": ["-osc", "0.4", "-phisteps", "4"],
+    "phi steps x4": ["-phisteps", "16", "-osc", "1.6"],
     "domains x4": ["-mosaic", "0.5", "-mosaic_dom", "4"],
 }
+# 512 x 512 pixels, 4 phi steps: every factor at 1 except the phi steps
 SCALING_BASE = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100",
-                "-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", "256", "-pixel", "0.1",
-                "-oversample", "1"]
+                "-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", "512", "-pixel", "0.1",
+                "-oversample", "1", "-phisteps", "4", "-osc", "0.4"]
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -153,16 +154,15 @@ def main() -> int:
         print("\nscaling (C engine, render seconds; each line multiplies one factor by 4):")
         base = None
         for label, extra in SCALING.items():
-            args = SCALING_BASE + extra
-            if "-detpixels" in extra:
-                args = without(SCALING_BASE, "-detpixels", 1) + extra
-            if "-oversample" in extra:
-                args = without(SCALING_BASE, "-oversample", 1) + extra
-            m = measure(pybragg(args, "c", threads=o.threads), env)
+            args = list(SCALING_BASE)
+            for flag in ("-detpixels", "-oversample", "-phisteps", "-osc"):
+                if flag in extra:
+                    args = without(args, flag, 1)
+            m = measure(pybragg(args + extra, "c", threads=o.threads), env)
             base = base or m["render"]
             print(f"  {label:<16} {m['render']:8.3f} s   x{m['render'] / base:5.2f}")
-        print("\nthreads (C engine, simple case render seconds):")
-        args = cases(o.quick)[next(k for k in cases(o.quick) if k.startswith("simple"))]
+        print("\nthreads (C engine, render seconds of the Pilatus frame's first 500 rows):")
+        args = without(golden_args("pilatus_roi"), "-roi", 4) + ["-roi", "0", "2462", "0", "499"]
         one = measure(pybragg(args, "c", threads=1), environment(1))
         two = measure(pybragg(args, "c", threads=2), environment(2))
         print(f"  1 thread {one['render']:.3f} s, 2 threads {two['render']:.3f} s: speed-up "
