@@ -136,8 +136,10 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
         if (layers <= 1) layers = 2;
         thickstep = thick / (layers - 1);
     }
-    double mu = d->mu;
-    if (thick > 0.0 && PB_UNSET_OR_NEG(mu)) mu = 1.0 / thick;
+    /* attenuation: unset is -1 as in the reference, 1/thickness once there is a sensor
+       (with no sensor and -oversample_thick the capture fraction is then exactly 0) */
+    double mu = isnan(d->mu) ? -1.0 : d->mu;
+    if (thick > 0.0 && mu < 0.0) mu = 1.0 / thick;
     if (!(thick > 0.0) || !(thickstep > 0.0) || layers <= 0) {
         layers = 1;
         thick = 0.0;

@@ -23,6 +23,9 @@ from pybragg.inputs import Inputs
 class Comparison:
     """How two images of the same detector differ.
 
+    ``correlation`` is Pearson's coefficient; NaN when one image is constant and
+    the other differs from it (1 when both are identical).
+
     ``max_rel_diff`` is the largest ``|a - b| / max(|a|, |b|)`` over pixels whose
     larger magnitude exceeds ``1e-6`` of the brighter image's maximum (fainter
     pixels carry no meaningful relative difference).  Pixels are (slow, fast).
@@ -87,7 +90,8 @@ def compare_images(a: np.ndarray, b: np.ndarray, label_a: str = "a", label_b: st
     if a64.std() > 0 and b64.std() > 0:
         corr = float(np.corrcoef(a64.ravel(), b64.ravel())[0, 1])
     else:
-        corr = 1.0 if np.array_equal(a64, b64) else 0.0
+        # a constant image has no correlation with anything but an identical one
+        corr = 1.0 if np.array_equal(a64, b64) else math.nan
     return Comparison(
         label_a=label_a,
         label_b=label_b,
