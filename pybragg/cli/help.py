@@ -24,12 +24,15 @@ _NOTES = (
      "unlike nanoBragg, an argument that merely contains a flag's name is an error."),
     ("An unknown flag, a stray argument, a missing, non-numeric, NaN or infinite value, "
      "an impossible value (for example a distance, pixel size or wavelength <= 0, or "
-     "cell angles that cannot close) and an unreadable input file stop the run with a "
-     "one-line message naming the flag, before any file is written."),
+     "cell angles that cannot close) stop the run with a one-line message naming the "
+     "flag and exit code 2; a missing, unreadable or garbled input file with exit code 1; "
+     "in both cases before any file is written."),
     ("Flags act in command-line order: `-distance`, `-Xbeam`, `-Ybeam` set the pivot "
      "to BEAM; `-close_distance`, `-Xclose`, `-Yclose`, `-ORGX`, `-ORGY`, `-twotheta` "
-     "set it to SAMPLE; `-pivot` sets it outright; the last one wins. Any custom "
-     "vector switches to the CUSTOM convention."),
+     "set it to SAMPLE; `-pivot` sets it outright; the last one wins. As in nanoBragg, "
+     "the named conventions then impose their own pivot (MOSFLM, DENZO, ADXV: BEAM; "
+     "XDS, DIALS: SAMPLE), so the pivot flags matter for the CUSTOM convention. Any "
+     "custom vector switches to the CUSTOM convention."),
     ("`-mask` and `-img` headers are read first (the mask's, then the image's) and "
      "seed the detector size, pixel size, distance, wavelength, beam centre, phi and "
      "oscillation; every flag then overrides them. A header's TWOTHETA is ignored, as "

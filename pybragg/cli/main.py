@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 usage error (bad flag or value), 1 any other failure
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,8 +95,8 @@ def print_summary(result, out: TextIO) -> None:
     w(f"  max_I = {s.max_I:.6g} at {s.max_I_fast:.6g} {s.max_I_slow:.6g} m ({where})\n")
     w(f"  mean= {s.mean:.6g} rms= {s.rms:.6g} rmsd= {s.rmsd:.6g}\n")
     if s.interpolation_fallbacks:
-        w(f"warning: {s.interpolation_fallbacks} structure-factor evaluations fell outside the table for "
-          "tricubic interpolation and used the nearest reflection instead\n")
+        sys.stderr.write(f"warning: {s.interpolation_fallbacks} structure-factor evaluations fell outside the "
+                         "table for tricubic interpolation and used the nearest reflection instead\n")
     w(f"  rendered in {result.seconds:.3f} s\n")
 
 
@@ -192,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PybraggError as exc:
         sys.stderr.write(f"pybragg: error: {exc}\n")
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader went away (e.g. `pybragg ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("pybragg: interrupted\n")
         return 130

@@ -489,7 +489,9 @@ def parse_args(argv: Sequence[str]) -> Invocation:
 
     Raises :class:`~pybragg.errors.UsageError` with a one-line message naming
     the offending flag for any unknown flag, stray argument, missing,
-    non-numeric, non-finite or impossible value, or unreadable input file.
+    non-numeric, non-finite or impossible value, and
+    :class:`~pybragg.io.errors.FormatError` for a missing, unreadable or garbled
+    input file read while parsing (``-mat``, ``-img``, ``-mask`` headers).
     With ``-h``, ``-help`` or ``--help`` anywhere, returns at once with ``show_help`` set.
     """
     argv = [str(a) for a in argv]

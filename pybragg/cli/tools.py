@@ -16,6 +16,7 @@ error; 3 an engine failed; 4 ``compare``: correlation under ``--threshold``,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -54,9 +55,14 @@ def _engines(text: str) -> tuple[str, ...]:
 
 
 def _simulator(flags: list[str], backend: str, dtype: str, device: str | None):
+    """A simulator on exactly the engine asked for (no silent fallback here)."""
     from pybragg.simulator import Simulator
 
-    return Simulator.from_args(flags, backend=backend, dtype=dtype, device=device, notice=lambda m: None)
+    notices: list[str] = []
+    sim = Simulator.from_args(flags, backend=backend, dtype=dtype, device=device, notice=notices.append)
+    if sim.backend != backend:
+        raise EngineError(f"the {backend} engine is not available here ({'; '.join(notices) or 'no reason given'})")
+    return sim
 
 
 def _render(flags: list[str], backend: str, dtype: str, device: str | None):
@@ -72,10 +78,7 @@ def _render(flags: list[str], backend: str, dtype: str, device: str | None):
 # --------------------------------------------------------------------------- compare
 
 def _previews(outdir: str, a: np.ndarray, b: np.ndarray, labels: tuple[str, str]) -> list[str]:
-    try:
-        import matplotlib
-    except ImportError:
-        raise PybraggError("--outdir: the PNG previews need matplotlib (pip install 'pybragg[plot]')") from None
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -133,6 +136,8 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         raise UsageError("--threshold: a correlation between -1 and 1")
     if o.outdir is not None and os.path.exists(o.outdir) and not os.path.isdir(o.outdir):
         raise UsageError(f"--outdir: {o.outdir} exists and is not a folder")
+    if o.outdir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise PybraggError("--outdir: the PNG previews need matplotlib (pip install 'pybragg[plot]')")
 
     first = _render(flags, engines[0], o.dtype, o.device)
     shape = first.image.shape
@@ -140,8 +145,9 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         other = read_float_image(o.against, shape)
         label_b = os.path.basename(o.against)
     else:
-        other = _render(flags, engines[1], o.dtype, o.device).image
-        label_b = f"{engines[1]} ({o.dtype})"
+        second = _render(flags, engines[1], o.dtype, o.device)
+        other = second.image
+        label_b = f"{second.backend} ({second.dtype})"
     a, b = np.asarray(first.image, dtype=np.float64), np.asarray(other, dtype=np.float64)
     offset = (0, 0)
     if o.roi is not None:
@@ -197,6 +203,13 @@ def _trace_records(engine: str, flags: list[str], fpixel: int, spixel: int, dtyp
     from pybragg.engines import torch_engine
 
     return torch_engine.trace_pixel(sim.config, sim.inputs, fpixel, spixel, dtype=dtype, device=sim.device)
+
+
+def _detector_shape(sim) -> tuple[int, int]:
+    """(slow, fast) pixel counts of a simulator's configuration."""
+    from pybragg.engines.c_engine import Plan
+
+    return Plan(sim.config, sim.inputs).shape
 
 
 def read_trace_log(path: str) -> list[tuple[str, tuple[float, ...]]]:
@@ -292,6 +305,10 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     steps = _parse_steps(o.step)
     log = read_trace_log(o.against_log) if o.against_log else None
     spixel, fpixel = o.pixel
+    shape = _simulator(flags, "c", o.dtype, None)
+    g_rows, g_cols = _detector_shape(shape)
+    if not (0 <= spixel < g_rows and 0 <= fpixel < g_cols):
+        raise UsageError(f"--pixel {spixel} {fpixel} is outside the {g_cols}x{g_rows} (fast x slow) detector")
     traces: dict[str, list[Any]] = {}
     pixel_values: dict[str, float] = {}
     for engine in engines:
@@ -332,9 +349,8 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             out.write(f"{r.name:<22} {index:<44} " + " | ".join(f"{_fmt(r.values[k]):>40}" for k in labels)
                       + mark + "\n")
     if first is not None:
-        err.write(f"pybragg trace: first difference: {first.name} at "
-                  + ", ".join(f"{k}={v}" for k, v in zip(INDEX_KEYS, first.index, strict=True) if v >= 0)
-                  + "\n")
+        where = ", ".join(f"{k}={v}" for k, v in zip(INDEX_KEYS, first.index, strict=True) if v >= 0)
+        err.write(f"pybragg trace: first difference: {first.name}" + (f" at {where}" if where else "") + "\n")
         return EXIT_DIFFERENT
     return 0
 
