@@ -52,36 +52,55 @@ Parameters (SI units; shapes in brackets, scalars otherwise):
 ``fudge``
     lattice-transform radius scale.
 ``N`` [3]
-    unit cells along a, b, c (real-valued).
+    unit cells along a, b, c (real-valued).  A factor is left out where N <= 1, as in
+    the C engine; the square spot's factor takes the sign pattern of the nearest whole
+    N (see :meth:`TorchModel._grating`).
 ``mosaic_spread``
     isotropic mosaic spread (rad).  Domain ``i`` is rotated by ``spread * p_i``
     about axis ``u_i`` where ``p_i`` and ``u_i`` come from the deviates ``3i .. 3i+2``
     of the reference generator seeded with ``mosaic_seed`` (domain 0 stays the
-    identity); the angle is rounded like the C engine's single-precision product
-    while its derivative is ``p_i``.  The domain count comes from the plan: with a
-    single domain the spread has no effect.
+    identity), with ``p_i`` the C engine's single-precision power.  The C engine also
+    rounds the spread and the product to single precision; that rounding (a few 1e-8
+    of the angle) is left out so that the image is smooth in the spread, and the
+    rebuilt matrices match the plan's to about 1e-9.  The domain count comes from the
+    plan: with a single domain the spread has no effect.
 
 Implementation: the pixels inside the ROI and the mask are processed in chunks; each
 chunk holds tensors over (pixel, layer x sub-pixel, source, orientation), with the
 orientation axis (phi steps x mosaic domains) innermost, sized so that the chunk's
 temporaries fit ``memory_budget_gib``.  Quantities of a sub-pixel (position, solid
-angle, capture fraction) and of a (sub-pixel, source) pair (scattering vector,
-polarization, resolution cut) are computed once and broadcast over orientations.
-The C engine's rule for the un-oversampled factors is kept: without
+angle, capture fraction) and of a (sub-pixel, source) pair (polarization, resolution
+cut) are computed once and broadcast over orientations; the Miller indices are
+``(a . diffracted - a . incident) / lambda``, the first term one matrix product per
+chunk.  The C engine's rule for the un-oversampled factors is kept: without
 ``oversample_omega`` the pixel is scaled by the first non-zero solid angle of its
 sub-pixels (in loop order), without ``oversample_thick`` by the first non-zero
 capture fraction of the last layer's sub-pixels, and without ``oversample_polar``
 by the first non-zero polarization among the (layer, sub-pixel, source) triples
-that passed the ``dmin`` cut (0 when none did).  When gradients are recorded over
-several chunks, each chunk is checkpointed so that memory stays bounded.
+that passed the ``dmin`` cut (0 when none did).
+
+Precision: everything runs in the chosen dtype, with the sines of the square lattice
+factor reduced to small arguments first (as the C engine does) so that single
+precision holds near the Bragg peaks, and the sphere transform's series near 0.  One
+exception: the tophat spot has a sharp edge, which single-precision Miller indices
+would move across whole sub-pixels, so a float32 model of that shape computes in
+float64 (and returns float32).
+
+Threads and devices: without gradients on the CPU, :func:`render` runs two chunks side
+by side in Python threads (torch releases the GIL inside each operation) and gives
+each operation ``threads / 2`` threads; chunks then run fastest at about 2^16
+orientation-level elements per operation thread.  On CUDA the chunks are as large as
+the budget allows and run one after the other.  When gradients are recorded over
+several chunks, each chunk is checkpointed (recomputed in the backward pass), so that
+memory stays bounded by about one chunk's graph.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -127,8 +146,14 @@ _INTERP_TEMPS = 40  # extra, with tricubic interpolation
 _GRAD_FACTOR = 3  # intermediates kept for the backward pass of one chunk
 _SOURCE_TEMPS = 24
 _SUB_TEMPS = 40
-# on the CPU, chunks of about this many orientation-level elements run fastest (cache)
+# on the CPU, chunks of about this many orientation-level elements per thread of an
+# operation run fastest (smaller: per-operation overhead; larger: cache and page faults)
 _CPU_CHUNK_ELEMENTS = 1 << 16
+# On the CPU, this many Python threads render chunks side by side (torch releases the
+# GIL inside operations); the other threads of a call go to each operation.  Measured
+# on 2 and 16 cores: two chunk threads hide the per-operation overhead, more contend
+# for the GIL.
+_CPU_POOL_WORKERS = 2
 
 
 def _unset(x: float | None) -> bool:
@@ -216,6 +241,9 @@ def _cross_np(a: list[float], b: list[float]) -> list[float]:
 
 def _first_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Along the last axis: the first non-zero value (0 when none) and its index."""
+    first = x[..., 0]
+    if x.shape[-1] == 1 or bool((first != 0).all()):
+        return first, torch.zeros(first.shape, dtype=torch.int64, device=x.device)
     idx = (x != 0).to(torch.uint8).argmax(dim=-1, keepdim=True)
     return x.gather(-1, idx).squeeze(-1), idx.squeeze(-1)
 
@@ -260,6 +288,11 @@ class TorchModel:
             raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
         if self.dtype not in (torch.float64, torch.float32):
             raise ValueError("the torch engine computes in float64 or float32")
+        # A tophat spot has a sharp edge: single-precision Miller indices would move
+        # sub-pixels across it, so that shape is computed in double precision.
+        self.cdtype = self.dtype
+        if self.dtype == torch.float32 and int(config.crystal.shape) == Shape.TOPHAT:
+            self.cdtype = torch.float64
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         if not memory_budget_gib > 0:
             raise ValueError("memory_budget_gib must be positive")
@@ -275,7 +308,7 @@ class TorchModel:
     # ------------------------------------------------------------------ set-up
 
     def _t(self, value: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.cdtype, device=self.device)
 
     def _prepare_constants(self, g: Any) -> None:
         cfg = self.config
@@ -333,7 +366,6 @@ class TorchModel:
         with np.errstate(all="ignore"):
             self._mosaic_p = np.power((1.0 - r3 * r3).astype(np.float32), np.float32(1.0 / 3.0))
         self._mosaic_axis = np.stack((ring * np.sin(math.pi * r1), ring * np.cos(math.pi * r1), r2), axis=1)
-        self._plan_mosaic = self._t(np.asarray(self.plan.mosaic, dtype=np.float64).reshape(n_dom, 3, 3))
 
     def _prepare_pixels(self, g: Any) -> None:
         fp, sp = int(g.fpixels), int(g.spixels)
@@ -362,11 +394,6 @@ class TorchModel:
             pk, pl = padded.shape[1], padded.shape[2]
             self._padded_shape = padded.shape
             self._padded_strides = (pk * pl, pl, 1)
-            self._table_strides = torch.tensor(self._padded_strides, dtype=torch.int64,
-                                               device=self.device).view(1, 3, 1)
-            self._table_min_t = self._t([m - 1 for m in self._table_min]).view(1, 3, 1)
-            self._table_lo_t = self._t([0.0, 0.0, 0.0]).view(1, 3, 1)
-            self._table_hi_t = self._t([n + 1 for n in F.shape]).view(1, 3, 1)
 
     # ------------------------------------------------------------ parameters
 
@@ -400,20 +427,17 @@ class TorchModel:
 
     def _resolve(self, params: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
         values = self.defaults()
-        overridden = set()
         for name, value in (params or {}).items():
             if name not in PARAMETERS:
                 raise KeyError(f"unknown parameter {name!r} (choose from {', '.join(PARAMETERS)})")
             if name == "cell" and not self.config.crystal.has_cell:
                 raise ValueError("the 'cell' parameter needs a configuration with a unit cell")
             t = torch.as_tensor(value)
-            t = t.to(dtype=self.dtype, device=self.device)
+            t = t.to(dtype=self.cdtype, device=self.device)
             shape = _SHAPES.get(name, ())
             if tuple(t.shape) != shape:
                 raise ValueError(f"parameter {name!r} must have shape {shape}, got {tuple(t.shape)}")
             values[name] = t
-            overridden.add(name)
-        values["_mosaic_rebuild"] = "mosaic_spread" in overridden  # type: ignore[assignment]
         return values
 
     def _detector(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -438,7 +462,7 @@ class TorchModel:
         rx, ry, rz, tt = p["rotx"], p["roty"], p["rotz"], p["twotheta"]
         beam, fdet, sdet, odet, tt_axis = ax["beam"], ax["fdet"], ax["sdet"], ax["odet"], ax["tt_axis"]
         ratio = _dot(beam, _rotate_xyz(odet, rx, ry, rz))
-        tiny = torch.finfo(self.dtype).tiny
+        tiny = torch.finfo(self.cdtype).tiny
         ratio = torch.where(ratio == 0, torch.full_like(ratio, tiny), ratio)
         if not _unset(d.close_distance):
             close = self._t(float(d.close_distance))
@@ -516,15 +540,15 @@ class TorchModel:
         return real, recip
 
     def _mosaic(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(domains, 3, 3) rotations; rebuilt from the deviates when the spread is a parameter."""
-        if not p["_mosaic_rebuild"]:
-            return self._plan_mosaic
+        """(domains, 3, 3) rotations rebuilt from the reference generator's deviates.
+
+        The rotation angle of domain i is ``spread * p_i`` with ``p_i`` the C engine's
+        single-precision power; the C engine also rounds ``spread`` and the product to
+        single precision, which moves the angle by a few 1e-8 of itself -- left out here
+        so that the image stays a smooth function of the spread.
+        """
         spread = p["mosaic_spread"]
-        pf = self._mosaic_p.astype(np.float64)
-        s_val = float(spread.detach().cpu())
-        exact = (np.float32(s_val) * self._mosaic_p).astype(np.float64)  # float32 product, as in C
-        correction = self._t(exact - s_val * pf)
-        angle = spread * self._t(pf) + correction
+        angle = spread * self._t(self._mosaic_p.astype(np.float64))
         ux, uy, uz = (self._t(self._mosaic_axis[:, k]) for k in range(3))
         c, s = torch.cos(angle), torch.sin(angle)
         omc = 1.0 - c
@@ -534,7 +558,7 @@ class TorchModel:
         U = torch.stack((c + omc * (ux * ux), xy - sz, xz + sy,
                          xy + sz, c + omc * (uy * uy), yz - sx,
                          xz - sy, yz + sx, c + omc * (uz * uz)), dim=-1).view(-1, 3, 3)
-        eye = torch.eye(3, dtype=self.dtype, device=self.device)[None]
+        eye = torch.eye(3, dtype=self.cdtype, device=self.device)[None]
         first = torch.arange(U.shape[0], device=self.device)[:, None, None] == 0
         return torch.where(first, eye, U)
 
@@ -545,11 +569,11 @@ class TorchModel:
         phistep: Any = float(g.phistep)
         if float(g.phisteps) > 0 and float(g.phistep) == float(g.osc) / n_phi:
             phistep = p["osc"] / n_phi
-        steps = torch.arange(n_phi, dtype=self.dtype, device=self.device)
+        steps = torch.arange(n_phi, dtype=self.cdtype, device=self.device)
         phi = p["phi0"] + phistep * steps  # (phi,)
         spindle = self._axes0["spindle"]
         abc = _rotate_axis(real[None, :, :], spindle, phi[:, None])  # (phi, 3, 3)
-        if float(g.mosaic_spread) > 0.0 or p["_mosaic_rebuild"]:
+        if int(g.mosaic_domains) > 1:
             U = self._mosaic(p)  # (dom, 3, 3)
             out = (U[None, :, None, :, :] * abc[:, None, :, None, :]).sum(-1)  # (phi, dom, abc, xyz)
         else:
@@ -557,18 +581,26 @@ class TorchModel:
         return out.reshape(-1, 3, 3)
 
     def _context(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Everything the kernel needs that does not depend on the pixel."""
         p = self._resolve(params)
         ctx: dict[str, Any] = dict(self._detector(p))
         real, recip = self._crystal(p)
         A = self._orientations(p, real)  # (No, abc, xyz)
         No = A.shape[0]
+        ctx["A_rows"] = A  # (No, abc, xyz)
         ctx["A"] = A.permute(2, 1, 0).reshape(3, 3 * No)  # (xyz, abc * No + o)
+        lam = self._source_lambda * (p["lambda0"] / float(self.geometry.lambda0))  # (Ns,)
+        ctx["lambda"] = lam
+        # a . incident for every (source, axis, orientation), for h = (a.d - a.i) / lambda
+        ctx["A_inc"] = torch.einsum("okx,sx->sko", A, self._incident)  # (Ns, 3, No)
         ctx["recip"] = recip
-        ctx["N"] = p["N"]
-        ctx["N_small"] = bool((p["N"] <= 1).any())
+        N = p["N"]
+        ctx["N"] = N
+        values = [float(x) for x in N.detach().cpu()]
+        ctx["N_gt1"] = [x > 1 for x in values]
+        ctx["N_even"] = [round(x) % 2 == 0 for x in values]
         ctx["fudge"] = p["fudge"]
         ctx["kahn"] = p["polarization"]
-        ctx["lambda"] = self._source_lambda * (p["lambda0"] / float(self.geometry.lambda0))
         fluence = p["fluence"]
         w = float(self.config.beam.water_size)
         ctx["I_bg"] = WATER_F * WATER_F * R_E_SQR * fluence * w * w * w * 1e6 * AVOGADRO / WATER_MW
@@ -577,97 +609,101 @@ class TorchModel:
 
     # ----------------------------------------------------------------- kernel
 
-    def _grating(self, ctx: dict[str, Any], hkl: torch.Tensor, ip: bool) -> torch.Tensor:
-        """sin(N pi h) / sin(pi h) per axis, (M, 3, No); N pi h is N at h = 0 (as in the C engine)."""
-        Nv = ctx["N"].view(1, 3, 1)
-        if self.dtype == torch.float64:
-            # as the C engine computes it
-            x = hkl.mul_(math.pi) if ip else hkl * math.pi
-            den = torch.sin(x)
-            at_zero = den == 0
-            if not ip:
-                den = torch.where(at_zero, torch.ones_like(den), den)
-            x = x.mul_(Nv).sin_() if ip else torch.sin(x * Nv)
-            ratio = x.div_(den) if ip else x / den
-            ratio = torch.where(at_zero, Nv.to(ratio.dtype), ratio, out=ratio) if ip else \
-                torch.where(at_zero, Nv.expand_as(ratio), ratio)
+    def _grating(self, h: torch.Tensor, N: torch.Tensor, even: bool, ip: bool) -> torch.Tensor:
+        """sin(pi N h) / sin(pi h) for N cells along an axis; h may be overwritten.
+
+        As in the C engine, both sines are reduced first: with h = n + d (n whole,
+        |d| <= 1/2) the factor is (-1)^(n (N - 1)) sin(pi N d) / sin(pi d), and N at
+        d = 0 (times the same sign).  The sign takes the parity of the nearest whole N,
+        so that the factor stays smooth in a real-valued N (``even``: that whole N is even).
+        """
+        n = torch.round(h)
+        d = h.sub_(n) if ip else h - n
+        t = d * N
+        den = torch.sin(d.mul_(math.pi) if ip else d * math.pi)
+        at_zero = den == 0
+        if not ip:
+            den = torch.where(at_zero, torch.ones_like(den), den)
+        num = t.mul_(math.pi).sin_() if ip else torch.sin(t * math.pi)
+        ratio = num.div_(den) if ip else num / den
+        if ip:
+            ratio = ratio.masked_fill_(at_zero, N)
         else:
-            # single precision: reduce the arguments first.  With h = n + d (n integer),
-            # sin(pi h) = (-1)^n sin(pi d) and, with N = Ni + Nf (Ni integer),
-            # sin(N pi h) = (-1)^(Ni n) sin(pi (Nf n + N d)).
-            n = torch.round(hkl)
-            d = hkl.sub_(n) if ip else hkl - n
-            Ni = torch.round(Nv.detach())
-            Nf = Nv - Ni
-            t = d * Nv
-            if bool((Nf != 0).any()):
-                t = t + Nf * n
-            den = torch.sin(d * math.pi)
-            at_zero = den == 0
-            if not ip:
-                den = torch.where(at_zero, torch.ones_like(den), den)
-            num = t.mul_(math.pi).sin_() if ip else torch.sin(t * math.pi)
-            ratio = num.div_(den) if ip else num / den
-            even = torch.remainder(Ni, 2) == 0
-            limit = Nv.expand_as(ratio)
-            if bool(even.any()):
-                sign = 1.0 - 2.0 * torch.remainder(n, 2)
-                sign = torch.where(even, sign, torch.ones_like(sign))
-                ratio = ratio.mul_(sign) if ip else ratio * sign
-                limit = limit * sign
-            ratio = torch.where(at_zero, limit, ratio)
-        if ctx["N_small"]:
-            ratio = torch.where(Nv > 1, ratio, torch.ones_like(ratio))
+            ratio = torch.where(at_zero, N.expand_as(ratio), ratio)
+        if even:
+            # (-1)^n for an even number of cells
+            sign = n.remainder_(2).mul_(-2.0).add_(1.0) if ip else 1.0 - 2.0 * torch.remainder(n, 2)
+            ratio = ratio.mul_(sign) if ip else ratio * sign
         return ratio
 
-    def _lattice(self, ctx: dict[str, Any], hkl: torch.Tensor, h0: torch.Tensor | None,
+    def _lattice(self, ctx: dict[str, Any], hkl: list[torch.Tensor], h0: list[torch.Tensor] | None,
                  ip: bool) -> torch.Tensor:
-        """Lattice factor (M, No) of fractional indices hkl (M, 3, No); hkl may be overwritten."""
+        """Lattice factor of fractional indices hkl (three (M, No) tensors; overwritten when ip)."""
         N = ctx["N"]
         shape = int(self.geometry.shape)
         if shape == Shape.SQUARE:
-            g = self._grating(ctx, hkl, ip)
-            F = g[:, 0] * g[:, 1]
-            return F.mul_(g[:, 2]) if ip else F * g[:, 2]
+            F = None
+            for k in range(3):
+                if not ctx["N_gt1"][k]:
+                    continue  # the C engine leaves this factor out
+                g = self._grating(hkl[k], N[k], ctx["N_even"][k], ip)
+                F = g if F is None else (F.mul_(g) if ip else F * g)
+            return F if F is not None else torch.ones_like(hkl[0])
         Na, Nb, Nc = N[0], N[1], N[2]
-        dh = hkl.sub_(h0) if ip else hkl - h0
+        dh = [hkl[k].sub_(h0[k]) if ip else hkl[k] - h0[k] for k in range(3)]
         fudge = ctx["fudge"]
         if shape == Shape.ROUND:
-            Nv = N.view(1, 3, 1)
-            sq = dh.square_() if ip else dh * dh
-            hrad = (sq.mul_(Nv * Nv) if ip else sq * Nv * Nv).sum(1)
+            hrad = None
+            for k in range(3):
+                t = dh[k].square_().mul_(N[k] * N[k]) if ip else dh[k] * dh[k] * N[k] * N[k]
+                hrad = t if hrad is None else (hrad.add_(t) if ip else hrad + t)
             r2 = hrad * fudge
             zero = r2 == 0
             x = math.pi * torch.sqrt(torch.where(zero, torch.ones_like(r2), r2))
             sphere = 3.0 * (torch.sin(x) / x - torch.cos(x)) / (x * x)
-            if self.dtype != torch.float64:
-                # the difference above cancels for small x: use the series there
-                x2 = x * x
-                series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0 - x2 * x2 * x2 / 15120.0
-                sphere = torch.where(x < 0.5, series, sphere)
+            # the difference above cancels for small x: there the series takes over, as in
+            # the C engine (below 0.01, exact in double precision; single precision needs
+            # it further out and one more term)
+            x2 = x * x
+            if self.cdtype == torch.float64:
+                series, below = 1.0 - x2 / 10.0 + x2 * x2 / 280.0, 0.01
+            else:
+                series, below = 1.0 - x2 / 10.0 + x2 * x2 / 280.0 - x2 * x2 * x2 / 15120.0, 0.5
+            sphere = torch.where(x < below, series, sphere)
             sphere = torch.where(zero, torch.ones_like(sphere), sphere)
             return Na * Nb * Nc * ROUND_SCALE * sphere
-        d = torch.einsum("mhn,hx->mxn", dh, ctx["recip"])
-        rad = (d.square_() if ip else d * d).sum(1) * Na * Na * Nb * Nb * Nc * Nc
+        recip = ctx["recip"]  # rows a*, b*, c* (1/A)
+        rad = None
+        for x in range(3):
+            d = dh[0] * recip[0, x]
+            d = d.addcmul_(dh[1], recip[1, x]).addcmul_(dh[2], recip[2, x]) if ip else \
+                torch.addcmul(torch.addcmul(d, dh[1], recip[1, x]), dh[2], recip[2, x])
+            d = d.square_() if ip else d * d
+            rad = d if rad is None else (rad.add_(d) if ip else rad + d)
+        rad = rad * (Na * Na * Nb * Nb * Nc * Nc)
         if shape == Shape.GAUSS:
             return Na * Nb * Nc * torch.exp(-(rad / 0.63 * fudge))
-        return Na * Nb * Nc * (rad * fudge < 0.3969).to(self.dtype)
+        return Na * Nb * Nc * (rad * fudge < 0.3969).to(self.cdtype)
 
-    def _nearest_F(self, h0: torch.Tensor) -> torch.Tensor:
-        """F of the nearest reflections h0 (M, 3, No); default_F outside the table."""
-        d = torch.clamp(h0 - self._table_min_t, min=self._table_lo_t, max=self._table_hi_t).to(torch.int64)
-        flat = (d * self._table_strides).sum(dim=1)
+    def _nearest_F(self, h0: list[torch.Tensor]) -> torch.Tensor:
+        """F of the nearest reflections (three (M, No) tensors); default_F outside the table."""
+        flat = None
+        for k in range(3):
+            lo = self._table_min[k] - 1  # the padded table starts one cell early
+            idx = torch.clamp(h0[k] - lo, 0, self._table_shape[k] + 1).to(torch.int64)
+            idx = idx.mul_(self._padded_strides[k]) if self._padded_strides[k] != 1 else idx
+            flat = idx if flat is None else flat.add_(idx)
         return self._table.take(flat)
 
-    def _tricubic_F(self, hkl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tricubic_F(self, hkl: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated F (M, No) and whether the 4x4x4 neighbourhood was inside the table."""
         nh, nk, nl = self._table_shape
         hmin, kmin, lmin = self._table_min
-        h, k, l = hkl[:, 0], hkl[:, 1], hkl[:, 2]
+        h, k, l = hkl
         bad = ((h - hmin + 3 > nh) | (h - 2 < hmin) | (k - kmin + 3 > nk) | (k - 2 < kmin)
                | (l - lmin + 3 > nl) | (l - 2 < lmin))
         hf, kf, lf = torch.floor(h), torch.floor(k), torch.floor(l)
-        # indices into the padded table (one default_F cell on every side)
+        # indices into the padded table (one default_F cell before every axis)
         ph, pk, pl = self._padded_shape
         hi = torch.clamp(hf - hmin, 0, ph - 4).to(torch.int64)
         ki = torch.clamp(kf - kmin, 0, pk - 4).to(torch.int64)
@@ -687,7 +723,7 @@ class TorchModel:
                 stats: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Photons of the pixels with flat indices ``pix`` (and their omega sum, fallbacks)."""
         g = self.geometry
-        dt = self.dtype
+        dt = self.cdtype
         ip = not grad  # in-place arithmetic where nothing needs the operands afterwards
         os_, L, T, Ns = self.oversample, self.layers, self.n_sub, self.n_sources
         No = self.n_orient
@@ -699,7 +735,14 @@ class TorchModel:
         Sdet = (s[:, None] * os_ + self._os_range).to(dt).mul_(sub).add_(sub / 2.0)
         fdet, sdet, odet, pix0 = ctx["fdet"], ctx["sdet"], ctx["odet"], ctx["pix0"]
 
-        # per (pixel, sub-pixel): components of the position, (P, T) each
+        def dot3(a: list[torch.Tensor], b: Any) -> torch.Tensor:
+            """a[0] b[0] + a[1] b[1] + a[2] b[2] with fused multiply-adds (a holds the full shape)."""
+            r = a[0] * b[0]
+            if ip:
+                return r.addcmul_(a[1], b[1]).addcmul_(a[2], b[2])
+            return torch.addcmul(torch.addcmul(r, a[1], b[1]), a[2], b[2])
+
+        # ---- per (pixel, sub-pixel): position components, (P, T) each
         pos = []
         for i in range(3):
             c = Fdet[:, None, None, :] * fdet[i] + Sdet[:, None, :, None] * sdet[i]  # (P, 1, os, os)
@@ -712,14 +755,9 @@ class TorchModel:
             start = ctx["beam"] * dist
             mid = _rotate_axis_c((start[0], start[1], start[2]), sdet, pos[1] / dist)
             pos = list(_rotate_axis_c(mid, fdet, pos[2] / dist))
-        x, y, z = pos
-        r2 = x * x
-        if ip:
-            airpath = r2.addcmul_(y, y).addcmul_(z, z).sqrt_()
-            dif = [x.div_(airpath), y.div_(airpath), z.div_(airpath)]
-        else:
-            airpath = torch.sqrt(r2 + y * y + z * z)
-            dif = [x / airpath, y / airpath, z / airpath]
+        airpath = dot3(pos, pos)
+        airpath = airpath.sqrt_() if ip else torch.sqrt(airpath)
+        dif = [c.div_(airpath) for c in pos] if ip else [c / airpath for c in pos]
         px = float(g.pixel_size)
         if g.point_pixel:
             omega = 1.0 / airpath
@@ -731,25 +769,24 @@ class TorchModel:
         os_thick, os_polar, os_omega = bool(g.oversample_thick), bool(g.oversample_polar), bool(g.oversample_omega)
         capture = None
         if os_thick or float(g.thick) != 0.0:
-            parallax = dif[0] * odet[0] + dif[1] * odet[1] + dif[2] * odet[2]
+            parallax = dot3(dif, odet)
             capture = torch.exp(self._capture_c1 / parallax) - torch.exp(self._capture_c2 / parallax)
 
-        # per (pixel, sub-pixel, source): scattering vector (P, T, Ns, 3), cut, polarization
-        dif3 = torch.stack(dif, dim=-1)  # (P, T, 3)
-        S = dif3[:, :, None, :] - self._incident
-        S = S.div_(ctx["lambda"][:, None]) if ip else S / ctx["lambda"][:, None]
+        # ---- per (pixel, sub-pixel, source): resolution cut and polarization, (P, T, Ns)
+        d3 = [c[:, :, None] for c in dif]
         passed = None
         dmin = float(g.dmin)
         if dmin > 0.0:
-            stol = 0.5 * torch.sqrt((S * S).sum(-1))
+            lam = ctx["lambda"]
+            S = [(d3[k] - self._incident[:, k]) / lam for k in range(3)]
+            stol = 0.5 * torch.sqrt(dot3(S, S))
             passed = ~((stol > 0) & (dmin > 0.5 / stol))
         polar = None
         if os_polar or not g.nopolar:
-            d = [v[:, :, None] for v in dif]
             iu, e_in, b_in = self._incident_unit, self._e_in, self._b_in
-            cos2t = d[0] * iu[:, 0] + d[1] * iu[:, 1] + d[2] * iu[:, 2]
-            e_out = d[0] * e_in[:, 0] + d[1] * e_in[:, 1] + d[2] * e_in[:, 2]
-            b_out = d[0] * b_in[:, 0] + d[1] * b_in[:, 1] + d[2] * b_in[:, 2]
+            cos2t = dot3(d3, [iu[:, 0], iu[:, 1], iu[:, 2]])
+            e_out = dot3(d3, [e_in[:, 0], e_in[:, 1], e_in[:, 2]])
+            b_out = dot3(d3, [b_in[:, 0], b_in[:, 1], b_in[:, 2]])
             cos2t_sqr = cos2t * cos2t
             # cos(2 psi) sin^2(2 theta) = E_out^2 - B_out^2 in the orthonormal frame (inc, E_in, B_in)
             term = e_out * e_out - b_out * b_out
@@ -757,12 +794,25 @@ class TorchModel:
                 term = torch.where(self._polar_degenerate_src, 1 - cos2t_sqr, term)
             polar = 0.5 * (1.0 + cos2t_sqr - ctx["kahn"] * term)
 
-        # per (pixel, sub-pixel, source, orientation)
+        # ---- per (pixel, sub-pixel, source, orientation): Miller indices, three (M, No)
+        # h = (a . diffracted - a . incident) / lambda
         M = P * T * Ns
-        hkl = (S.reshape(M, 3) @ ctx["A"]).view(M, 3, No)
+        A_inc, lam = ctx["A_inc"], ctx["lambda"]
+        if No == 1:
+            A = ctx["A_rows"][0]
+            X = [dot3(dif, A[k]) for k in range(3)]  # (P, T)
+        else:
+            dif_st = torch.stack(dif, dim=-1).view(P * T, 3)
+            X = list((dif_st @ ctx["A"]).view(P, T, 3, No).unbind(2))  # (P, T, No)
+        hkl = []
+        for k in range(3):
+            x = X[k].view(P, T, 1, No) if No > 1 else X[k].view(P, T, 1, 1)
+            h = x - A_inc[:, k].view(1, 1, Ns, No)
+            h = h.div_(lam.view(1, 1, Ns, 1)) if ip else h / lam.view(1, 1, Ns, 1)
+            hkl.append(h.view(M, No))
         h0 = None
         if int(g.shape) != Shape.SQUARE or self.has_table:
-            h0 = torch.ceil(hkl - 0.5)
+            h0 = [torch.ceil(h - 0.5) for h in hkl]
         fallbacks = None
         F_cell = None
         if self.has_table:
@@ -788,6 +838,7 @@ class TorchModel:
             I_sub = I_sub * (self.default_F * self.default_F)
         I_sub = I_sub.view(P, T, Ns)
 
+        # ---- weights and the pixel's sum
         weight = None
         if os_thick:
             weight = capture[:, :, None]
@@ -820,34 +871,54 @@ class TorchModel:
 
     # ---------------------------------------------------------------- driving
 
-    def chunk_pixels(self, grad: bool = False, workers: int = 1) -> int:
-        """Pixels per chunk that keep the temporaries of ``workers`` chunks within the budget."""
-        isz = torch.finfo(self.dtype).bits // 8
+    def chunk_pixels(self, grad: bool = False, concurrent: int = 1, intra: int = 1) -> int:
+        """Pixels per chunk that keep the temporaries of ``concurrent`` chunks within the budget.
+
+        On the CPU (without gradients) chunks are also capped near the size that runs
+        fastest: about ``_CPU_CHUNK_ELEMENTS`` orientation-level elements per thread of
+        each operation (``intra``).
+        """
+        isz = torch.finfo(self.cdtype).bits // 8
         e = self.n_sub * self.n_sources * self.n_orient
         per_e = _ORIENT_TEMPS + (_TABLE_TEMPS if self.has_table else 0) + (_INTERP_TEMPS if self.interpolate else 0)
         if grad:
             per_e *= _GRAD_FACTOR
         per_pixel = isz * (per_e * e + _SOURCE_TEMPS * self.n_sub * self.n_sources + _SUB_TEMPS * self.n_sub)
-        pixels = int(self.memory_budget_gib * 2**30 // max(per_pixel * max(workers, 1), 1))
+        pixels = int(self.memory_budget_gib * 2**30 // max(per_pixel * max(concurrent, 1), 1))
         if self.device.type == "cpu" and not grad:
-            pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS // max(e, 1)))
+            pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * max(intra, 1) // max(e, 1)))
         return max(1, pixels)
 
     def _render(self, params: Mapping[str, Any] | None, progress: Callable[[float], None] | None,
                 stats: bool, workers: int = 1) -> tuple[torch.Tensor, float, int]:
-        """Image, omega sum and fallback count; ``workers`` > 1 renders CPU chunks in threads."""
+        """Image, omega sum and fallback count.
+
+        Without gradients on the CPU, ``workers`` threads render: a pool of up to
+        ``_CPU_POOL_WORKERS`` Python threads takes whole chunks, each operation using the
+        remaining threads.  Otherwise the chunks run one after the other.
+        """
         grad = torch.is_grad_enabled() and any(
             isinstance(v, torch.Tensor) and v.requires_grad for v in (params or {}).values())
         ctx = self._context(params)
         sel = self._selected
         n = sel.numel()
-        if grad or self.device.type != "cpu":
-            workers = 1
-        chunk = self.chunk_pixels(grad, workers)
+        pool, intra = 1, 1
+        if not grad and self.device.type == "cpu":
+            workers = max(1, workers)
+            pool = min(workers, _CPU_POOL_WORKERS)
+            intra = max(1, workers // pool)
+        chunk = self.chunk_pixels(grad, pool, intra)
+        if pool > 1:
+            chunk = max(1, min(chunk, -(-n // pool)))  # at least one chunk per pool thread
         n_chunks = max(1, -(-n // chunk))
-        workers = max(1, min(workers, n_chunks))
+        pool = max(1, min(pool, n_chunks))
+        self.last_chunk_pixels = chunk
         sp, fp = self.shape
-        flat = torch.zeros(sp * fp, dtype=self.dtype, device=self.device)
+        if self.device.type == "cpu":
+            # calloc'ed pages: a large detector with a small ROI pays only for what it touches
+            flat = torch.from_numpy(np.zeros(sp * fp, dtype=np.float64 if self.dtype == torch.float64 else np.float32))
+        else:
+            flat = torch.zeros(sp * fp, dtype=self.dtype, device=self.device)
         if grad:
             values = []
             for i in range(n_chunks):
@@ -860,7 +931,7 @@ class TorchModel:
                 if progress is not None:
                     progress((i + 1) / n_chunks)
             if n:
-                flat = flat.index_put((sel,), torch.cat(values))
+                flat = flat.index_put((sel,), torch.cat(values).to(self.dtype))
             return flat.view(sp, fp), 0.0, 0
 
         omega_sum = 0.0
@@ -875,7 +946,7 @@ class TorchModel:
         def collect(result: tuple[torch.Tensor, torch.Tensor, Any, Any], done: int) -> None:
             nonlocal omega_sum, fallbacks
             pix, out, om, fb = result
-            flat[pix] = out.detach()
+            flat[pix] = out.detach().to(self.dtype)
             if om is not None:
                 omega_sum += float(om)
             if fb is not None:
@@ -886,18 +957,21 @@ class TorchModel:
         if n == 0:
             if progress is not None:
                 progress(1.0)
-        elif workers == 1:
+        elif self.device.type != "cpu":
             for i in range(n_chunks):
                 collect(run(i), i + 1)
         else:
-            # chunk-level parallelism: each thread runs whole chunks single-threaded
             old = torch.get_num_threads()
-            torch.set_num_threads(1)
+            torch.set_num_threads(intra)  # before the pool's threads start: they inherit it
             try:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    futures = [pool.submit(run, i) for i in range(n_chunks)]
-                    for done, future in enumerate(as_completed(futures), start=1):
-                        collect(future.result(), done)
+                if pool == 1:
+                    for i in range(n_chunks):
+                        collect(run(i), i + 1)
+                else:
+                    with ThreadPoolExecutor(max_workers=pool) as executor:
+                        futures = [executor.submit(run, i) for i in range(n_chunks)]
+                        for done, future in enumerate(as_completed(futures), start=1):
+                            collect(future.result(), done)
             finally:
                 torch.set_num_threads(old)
         return flat.view(sp, fp), omega_sum, fallbacks
@@ -908,7 +982,7 @@ class TorchModel:
 
         Gradients flow to every parameter tensor that requires grad.
         """
-        return self._render(params, progress, stats=False)[0]
+        return self._render(params, progress, stats=False, workers=torch.get_num_threads())[0]
 
 
 def render(
@@ -949,5 +1023,5 @@ def render(
         dtype=str(dtype) if not isinstance(dtype, torch.dtype) else str(dtype).replace("torch.", ""),
         device=str(model.device),
         seconds=time.perf_counter() - start,
-        extras={"chunk_pixels": model.chunk_pixels(False, workers)},
+        extras={"chunk_pixels": model.last_chunk_pixels, "workers": workers},
     )
