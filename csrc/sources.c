@@ -36,21 +36,11 @@ int sources_build(const pb_config *cfg, const pb_inputs *in, pb_geometry *g, dou
         }
         g->divsteps = 0;
     } else {
+        /* every divergence raster point inside the beam, at every wavelength */
+        int most = g->hdivsteps * g->vdivsteps * g->dispsteps;
+        src = malloc(sizeof(double) * 5 * (size_t)(most > 0 ? most : 1));
+        if (src == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d sources", most);
         int divsteps = 0;
-        for (int ih = 0; ih < g->hdivsteps; ++ih)
-            for (int iv = 0; iv < g->vdivsteps; ++iv) {
-                double hdiv = g->hdivstep * ih - g->hdivrange / 2.0;
-                double vdiv = g->vdivstep * iv - g->vdivrange / 2.0;
-                if (cfg->beam.round_div && outside_round_beam(g, hdiv, vdiv)) continue;
-                ++divsteps;
-            }
-        g->divsteps = divsteps;
-        count = divsteps * g->dispsteps;
-        if (count <= 0) return pb_set_error(err, PB_ERR_INVALID, "the divergence leaves no source");
-        src = malloc(sizeof(double) * 5 * (size_t)count);
-        if (src == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d sources", count);
-        double weight = 1.0 / count;
-        int k = 0;
         for (int ih = 0; ih < g->hdivsteps; ++ih)
             for (int iv = 0; iv < g->vdivsteps; ++iv) {
                 double hdiv = g->hdivstep * ih - g->hdivrange / 2.0;
@@ -62,12 +52,19 @@ int sources_build(const pb_config *cfg, const pb_inputs *in, pb_geometry *g, dou
                 v3_rotate_axis(pos, g->polar, vdiv, tilted);
                 v3_rotate_axis(tilted, g->vert, hdiv, pos);
                 for (int id = 0; id < g->dispsteps; ++id) {
-                    double *o = src + 5 * k++;
+                    double *o = src + 5 * count++;
                     v3_copy(pos, o);
-                    o[3] = weight;
                     o[4] = g->lambda0 * (1.0 + g->dispstep * id - g->dispersion / 2.0);
                 }
+                ++divsteps;
             }
+        g->divsteps = divsteps;
+        if (count <= 0) {
+            free(src);
+            return pb_set_error(err, PB_ERR_INVALID, "the divergence leaves no source");
+        }
+        /* equal weights (the kernel does not use them, as in the reference) */
+        for (int i = 0; i < count; ++i) src[5 * i + 3] = 1.0 / count;
     }
     /* directions only */
     for (int i = 0; i < count; ++i) {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pybragg.io.atomic import new_file_mode
 from pybragg.io.cformat import c_g
 from pybragg.io.floatimage import write_float_image
 from pybragg.io.pgm import write_pgm
@@ -128,16 +129,6 @@ def check_writable(paths: list[str]) -> None:
             raise OSError(f"{path}: is a folder")
 
 
-def _new_file_mode(path: str) -> int:
-    """Permission bits for ``path``: those of the file it replaces, else what the umask allows."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
     """Write every ``(path, writer)`` job to a hidden file beside its path, then move them all in place.
 
@@ -154,7 +145,7 @@ def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
                 os.close(fd)
                 staged.append((tmp, path))
                 write(tmp)
-                os.chmod(tmp, _new_file_mode(path))
+                os.chmod(tmp, new_file_mode(path))
             except OSError as exc:
                 raise OSError(f"{path}: {exc.strerror or exc}") from exc
         while staged:

@@ -7,7 +7,7 @@ import os
 import tempfile
 
 
-def _new_file_mode(path: str) -> int:
+def new_file_mode(path: str) -> int:
     """Permission bits the written file should get (existing file's, else umask's)."""
     try:
         return os.stat(path).st_mode & 0o7777
@@ -31,7 +31,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            os.fchmod(handle.fileno(), _new_file_mode(target))
+            os.fchmod(handle.fileno(), new_file_mode(target))
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):
