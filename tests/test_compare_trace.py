@@ -171,3 +171,16 @@ def test_compare_usage_and_engine_errors(tmp_path) -> None:
     (tmp_path / "short.bin").write_bytes(b"\0" * 16)
     short = run_cli(["compare", "--engines", "c", "--against", "short.bin", "--", *SIMPLE], tmp_path)
     assert short.returncode == 1 and "short.bin" in short.stderr
+
+
+def test_align_traces_flags_a_quantity_only_one_engine_has() -> None:
+    from pybragg.engines.c_engine import TraceRecord
+
+    a = [TraceRecord("omega", (0, 0, 0, -1, -1, -1), (1.0,)), TraceRecord("pixel", (-1,) * 6, (2.0,))]
+    b = [TraceRecord("omega", (0, 0, 0, -1, -1, -1), (1.0,)), TraceRecord("extra", (-1,) * 6, (3.0,)),
+         TraceRecord("pixel", (-1,) * 6, (2.0,))]
+    rows = align_traces({"c": a, "torch": b}, None, rtol=1e-9, atol=0.0)
+    assert [(r.name, r.differs) for r in rows] == [("omega", False), ("pixel", False), ("extra", True)]
+    # a log that reports only some quantities is fine
+    rows = align_traces({"c": a}, [("pixel", (2.0,))], rtol=1e-9, atol=0.0)
+    assert not any(r.differs for r in rows)

@@ -245,27 +245,38 @@ def _close(a: tuple[float, ...], b: tuple[float, ...], rtol: float, atol: float)
 
 def align_traces(traces: dict[str, list[Any]], log: list[tuple[str, tuple[float, ...]]] | None,
                  rtol: float, atol: float) -> list[TraceRow]:
-    """Line up the engines' records by (name, loop index) and a log by occurrence."""
+    """Line up the engines' records by (name, loop index) and a log by occurrence.
+
+    A quantity that one engine reports and another does not counts as a difference
+    too (rows come in the first engine's order, then the others' extras); a log may
+    leave quantities out.
+    """
     labels = list(traces)
-    base = traces[labels[0]]
     keyed = {label: {(r.name, r.index): r.values for r in recs} for label, recs in traces.items()}
+    order: list[tuple[str, tuple[int, ...]]] = []
+    known: set[tuple[str, tuple[int, ...]]] = set()
+    for label in labels:
+        for r in traces[label]:
+            if (r.name, r.index) not in known:
+                known.add((r.name, r.index))
+                order.append((r.name, r.index))
     occurrences: dict[str, list[tuple[float, ...]]] = {}
     for name, values in log or []:
         occurrences.setdefault(name, []).append(values)
     seen: dict[str, int] = {}
     rows = []
-    for rec in base:
-        values: dict[str, tuple[float, ...] | None] = {
-            label: keyed[label].get((rec.name, rec.index)) for label in labels
-        }
+    for name, index in order:
+        values: dict[str, tuple[float, ...] | None] = {label: keyed[label].get((name, index)) for label in labels}
         if log is not None:
-            k = seen.get(rec.name, 0)
-            seen[rec.name] = k + 1
-            found = occurrences.get(rec.name, [])
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            found = occurrences.get(name, [])
             values["log"] = found[k] if k < len(found) else None
         present = [v for v in values.values() if v is not None]
-        differs = any(not _close(present[0], v, rtol, atol) for v in present[1:])
-        rows.append(TraceRow(rec.name, rec.index, values, differs))
+        # an engine without the quantity differs; a log need not report everything
+        missing = any(values[label] is None for label in labels)
+        differs = missing or any(not _close(present[0], v, rtol, atol) for v in present[1:])
+        rows.append(TraceRow(name, index, values, differs))
     return rows
 
 

@@ -137,6 +137,13 @@ class Plan:
         lib.pb_stats_compute(self._plan, ffi.cast("const float *", img.ctypes.data), st)
         return _stats_from_c(st, self.geometry.fpixels, omega_sum, fallbacks)
 
+    def result(self, image: np.ndarray, stats: Stats, backend: str, dtype: str, device: str, seconds: float,
+               extras: dict[str, Any] | None = None) -> Result:
+        """A :class:`~pybragg.result.Result` for an image rendered from this plan."""
+        return Result(image=image, stats=stats, geometry=self.geometry, sources=self.sources, mosaic=self.mosaic,
+                      config=self.config, backend=backend, dtype=dtype, device=device, seconds=seconds,
+                      extras=extras or {})
+
     def trace(self, fpixel: int, spixel: int) -> tuple[list[TraceRecord], float]:
         """Intermediate quantities of one pixel in loop order, and its value."""
         ffi, lib = _native()
@@ -215,18 +222,7 @@ def render(
     start = time.perf_counter()
     plan = Plan(config, inputs)
     image, stats = plan.render(threads=threads, progress=progress)
-    return Result(
-        image=image,
-        stats=stats,
-        geometry=plan.geometry,
-        sources=plan.sources,
-        mosaic=plan.mosaic,
-        config=config,
-        backend="c",
-        dtype="float32",
-        device="cpu",
-        seconds=time.perf_counter() - start,
-    )
+    return plan.result(image, stats, "c", "float32", "cpu", time.perf_counter() - start)
 
 
 def noise_image(

@@ -1,6 +1,6 @@
 """The PyTorch engine: the C engine's pixel model, vectorized and differentiable.
 
-Two entry points:
+Three entry points:
 
 * :func:`render` -- same contract as :func:`pybragg.engines.c_engine.render`: a
   :class:`~pybragg.result.Result` whose image (numpy, of the chosen dtype, shape
@@ -9,6 +9,17 @@ Two entry points:
   parameters: ``TorchModel(config, inputs).image(params)`` returns the whole
   (slow, fast) image tensor, where ``params`` maps names below to tensors (that may
   require grad) replacing the configuration's values.
+* :func:`trace_pixel` -- ``trace_pixel(config, inputs, fpixel, spixel)`` returns the
+  intermediate quantities of one pixel and its value, record for record the same
+  names, loop indices, order and skips as the C engine's
+  :meth:`~pybragg.engines.c_engine.Plan.trace` (what ``pybragg trace`` lines up).
+  The values are the torch engine's own: the kernel runs on a one-pixel chunk with a
+  recorder that keeps its intermediate tensors (off, and free, when rendering), and
+  they are laid out in the C engine's loop order (layer, sub-pixel slow, sub-pixel
+  fast, source, phi step, mosaic domain).  Where the C engine carries a factor that
+  is not oversampled (solid angle, capture fraction, polarization), the record holds
+  the value in effect at that step of its loop; ``I_sum`` is the running sum of the
+  kernel's terms in loop order.
 
 Everything discrete comes from the C plan (:class:`~pybragg.engines.c_engine.Plan`)
 and the configuration as they are: pixel counts, region of interest and mask,
@@ -108,11 +119,11 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from pybragg.config import Config, Convention, Pivot, Shape
-from pybragg.engines.c_engine import Plan, random_uniform
+from pybragg.engines.c_engine import Plan, TraceRecord, random_uniform
 from pybragg.inputs import Inputs
 from pybragg.result import Result
 
-__all__ = ["PARAMETERS", "TorchModel", "render"]
+__all__ = ["PARAMETERS", "TorchModel", "render", "trace_pixel"]
 
 R_E_SQR = 7.94079248018965e-30  # Thomson cross-section (m^2)
 AVOGADRO = 6.02214179e23
@@ -259,6 +270,40 @@ def _lagrange4(x0: torch.Tensor, x: torch.Tensor, y: list[torch.Tensor]) -> torc
     t2 = d0 * d1 * d3 * y[2] / -2.0
     t3 = d0 * d1 * d2 * y[3] / 6.0
     return t0 + t1 + t2 + t3
+
+
+class _Recorder:
+    """Intermediate tensors of one kernel call, by name (detached copies on the CPU)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, np.ndarray | None] = {}
+
+    def put(self, name: str, value: Any) -> None:
+        if value is None:
+            self.values[name] = None
+        elif isinstance(value, torch.Tensor):
+            self.values[name] = value.detach().to(device="cpu").clone().numpy()
+        else:
+            self.values[name] = np.asarray(value)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.values.get(name)
+
+
+def _running_first_nonzero(x: np.ndarray) -> np.ndarray:
+    """Along a 1-D array: the first non-zero value seen so far (the value itself before it).
+
+    The C engine computes a factor that is not oversampled only while the one in
+    effect is 0, so this is the factor in effect at every step of its loop.
+    """
+    out = np.array(x, copy=True)
+    nz = np.flatnonzero(x != 0)
+    if nz.size:
+        out[nz[0]:] = x[nz[0]]
+    return out
 
 
 class TorchModel:
@@ -637,17 +682,25 @@ class TorchModel:
         return ratio
 
     def _lattice(self, ctx: dict[str, Any], hkl: list[torch.Tensor], h0: list[torch.Tensor] | None,
-                 ip: bool) -> torch.Tensor:
-        """Lattice factor of fractional indices hkl (three (M, No) tensors; overwritten when ip)."""
+                 ip: bool, rec: _Recorder | None = None) -> torch.Tensor:
+        """Lattice factor of fractional indices hkl (three (M, No) tensors; overwritten when ip).
+
+        ``rec`` (never with ``ip``) keeps a square crystal's three grating factors.
+        """
         N = ctx["N"]
         shape = int(self.geometry.shape)
         if shape == Shape.SQUARE:
             F = None
+            parts = []
             for k in range(3):
                 if not ctx["N_gt1"][k]:
+                    parts.append(None)
                     continue  # the C engine leaves this factor out
                 g = self._grating(hkl[k], N[k], ctx["N_even"][k], ip)
+                parts.append(g)
                 F = g if F is None else (F.mul_(g) if ip else F * g)
+            if rec is not None:
+                rec.put("F_latt_abc", torch.stack([torch.ones_like(hkl[0]) if g is None else g for g in parts], -1))
             return F if F is not None else torch.ones_like(hkl[0])
         Na, Nb, Nc = N[0], N[1], N[2]
         dh = [hkl[k].sub_(h0[k]) if ip else hkl[k] - h0[k] for k in range(3)]
@@ -719,12 +772,17 @@ class TorchModel:
             along_h.append(_lagrange4(kf, k, along_k))
         return _lagrange4(hf, h, along_h), ~bad
 
-    def _kernel(self, ctx: dict[str, Any], pix: torch.Tensor, grad: bool,
-                stats: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Photons of the pixels with flat indices ``pix`` (and their omega sum, fallbacks)."""
+    def _kernel(self, ctx: dict[str, Any], pix: torch.Tensor, grad: bool, stats: bool,
+                rec: _Recorder | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Photons of the pixels with flat indices ``pix`` (and their omega sum, fallbacks).
+
+        ``rec`` (None in rendering) keeps the intermediate tensors for :func:`trace_pixel`;
+        it turns the in-place arithmetic off, which changes no value.
+        """
         g = self.geometry
         dt = self.cdtype
-        ip = not grad  # in-place arithmetic where nothing needs the operands afterwards
+        # in-place arithmetic where nothing needs the operands afterwards
+        ip = not grad and rec is None
         os_, L, T, Ns = self.oversample, self.layers, self.n_sub, self.n_sources
         No = self.n_orient
         P = pix.shape[0]
@@ -755,6 +813,11 @@ class TorchModel:
             start = ctx["beam"] * dist
             mid = _rotate_axis_c((start[0], start[1], start[2]), sdet, pos[1] / dist)
             pos = list(_rotate_axis_c(mid, fdet, pos[2] / dist))
+        if rec is not None:
+            rec.put("Fdet", Fdet)
+            rec.put("Sdet", Sdet)
+            rec.put("Odet", self._odet_offsets)
+            rec.put("position", torch.stack(pos, -1))  # (P, T, 3)
         airpath = dot3(pos, pos)
         airpath = airpath.sqrt_() if ip else torch.sqrt(airpath)
         dif = [c.div_(airpath) for c in pos] if ip else [c / airpath for c in pos]
@@ -771,15 +834,26 @@ class TorchModel:
         if os_thick or float(g.thick) != 0.0:
             parallax = dot3(dif, odet)
             capture = torch.exp(self._capture_c1 / parallax) - torch.exp(self._capture_c2 / parallax)
+        if rec is not None:
+            rec.put("diffracted", torch.stack(dif, -1))  # (P, T, 3)
+            rec.put("airpath", airpath)
+            rec.put("omega", omega)
+            rec.put("capture", capture)
 
         # ---- per (pixel, sub-pixel, source): resolution cut and polarization, (P, T, Ns)
         d3 = [c[:, :, None] for c in dif]
         passed = None
         dmin = float(g.dmin)
-        if dmin > 0.0:
+        if dmin > 0.0 or rec is not None:
             lam = ctx["lambda"]
             S = [(d3[k] - self._incident[:, k]) / lam for k in range(3)]
             stol = 0.5 * torch.sqrt(dot3(S, S))
+            if rec is not None:
+                rec.put("incident", self._incident)
+                rec.put("lambda", lam)
+                rec.put("scattering", torch.stack(S, -1))  # (P, T, Ns, 3)
+                rec.put("stol", stol)
+        if dmin > 0.0:
             passed = ~((stol > 0) & (dmin > 0.5 / stol))
         polar = None
         if os_polar or not g.nopolar:
@@ -793,6 +867,9 @@ class TorchModel:
             if self._degenerate_polar:
                 term = torch.where(self._polar_degenerate_src, 1 - cos2t_sqr, term)
             polar = 0.5 * (1.0 + cos2t_sqr - ctx["kahn"] * term)
+        if rec is not None:
+            rec.put("passed", passed)
+            rec.put("polarization", polar)
 
         # ---- per (pixel, sub-pixel, source, orientation): Miller indices, three (M, No)
         # h = (a . diffracted - a . incident) / lambda
@@ -811,8 +888,11 @@ class TorchModel:
             h = h.div_(lam.view(1, 1, Ns, 1)) if ip else h / lam.view(1, 1, Ns, 1)
             hkl.append(h.view(M, No))
         h0 = None
-        if int(g.shape) != Shape.SQUARE or self.has_table:
+        if int(g.shape) != Shape.SQUARE or self.has_table or rec is not None:
             h0 = [torch.ceil(h - 0.5) for h in hkl]
+        if rec is not None:
+            rec.put("hkl", torch.stack(hkl, -1))  # (M, No, 3)
+            rec.put("hkl_nearest", torch.stack(h0, -1))
         fallbacks = None
         F_cell = None
         if self.has_table:
@@ -820,7 +900,10 @@ class TorchModel:
             if self.interpolate:
                 F_interp, ok = self._tricubic_F(hkl)
                 F_cell = torch.where(ok, F_interp, F_cell)
-        F_latt = self._lattice(ctx, hkl, h0, ip)  # (M, No); hkl is gone in place
+        F_latt = self._lattice(ctx, hkl, h0, ip, rec)  # (M, No); hkl is gone in place
+        if rec is not None:
+            rec.put("F_latt", F_latt)
+            rec.put("F_cell", F_cell if F_cell is not None else torch.full_like(F_latt, self.default_F))
         if self.interpolate and stats:
             counted = ~ok
             if float(self.config.beam.water_size) == 0.0:
@@ -850,17 +933,41 @@ class TorchModel:
             I_sub = I_sub * weight
         if passed is not None:
             I_sub = torch.where(passed, I_sub, torch.zeros_like(I_sub))
+        if rec is not None:
+            # each orientation's term of the sum, with the factors the sum applies to it
+            term = FF.view(P, T, Ns, No)
+            if F_cell is None:
+                term = term * (self.default_F * self.default_F)
+            if weight is not None:
+                term = term * weight[..., None]
+            if passed is not None:
+                term = torch.where(passed[..., None], term, torch.zeros_like(term))
+            rec.put("term", term)  # (P, T, Ns, No)
         I = ctx["I_bg"] + I_sub.sum(dim=(1, 2))
         photons = ctx["scale"] * I / self.steps
+        if rec is not None:
+            rec.put("I_background", ctx["I_bg"])
+            rec.put("I_total", I)
+            rec.put("scale", ctx["scale"] / self.steps)
         if not os_thick and capture is not None:
             last = capture[:, (L - 1) * os_ * os_:]
-            photons = photons * _first_nonzero(last)[0]
+            factor = _first_nonzero(last)[0]
+            photons = photons * factor
+            if rec is not None:
+                rec.put("capture_applied", factor)
         if not os_polar and not g.nopolar:
             pv = polar if passed is None else torch.where(passed, polar, torch.zeros_like(polar))
-            photons = photons * _first_nonzero(pv.reshape(P, T * Ns))[0]
+            factor = _first_nonzero(pv.reshape(P, T * Ns))[0]
+            photons = photons * factor
+            if rec is not None:
+                rec.put("polarization_applied", factor)
         omega_first, omega_idx = _first_nonzero(omega)
         if not os_omega:
             photons = photons * omega_first
+            if rec is not None:
+                rec.put("omega_applied", omega_first)
+        if rec is not None:
+            rec.put("photons", photons)
         omega_sum = None
         if stats:
             if os_omega:
@@ -1012,16 +1119,137 @@ def render(
             torch.set_num_threads(old_threads)
     plan = model.plan
     stats = plan.stats(image, omega_sum=omega_sum, fallbacks=fallbacks)
-    return Result(
-        image=image,
-        stats=stats,
-        geometry=plan.geometry,
-        sources=plan.sources,
-        mosaic=plan.mosaic,
-        config=config,
-        backend="torch",
-        dtype=str(dtype) if not isinstance(dtype, torch.dtype) else str(dtype).replace("torch.", ""),
-        device=str(model.device),
-        seconds=time.perf_counter() - start,
-        extras={"chunk_pixels": model.last_chunk_pixels, "workers": workers},
-    )
+    name = str(dtype) if not isinstance(dtype, torch.dtype) else str(dtype).replace("torch.", "")
+    return plan.result(image, stats, "torch", name, str(model.device), time.perf_counter() - start,
+                       extras={"chunk_pixels": model.last_chunk_pixels, "workers": workers})
+
+
+def trace_pixel(
+    config: Config,
+    inputs: Inputs | None = None,
+    fpixel: int = 0,
+    spixel: int = 0,
+    *,
+    dtype: str = "float64",
+    device: str | None = None,
+) -> tuple[list[TraceRecord], float]:
+    """The intermediate quantities of one pixel as the torch engine computes them.
+
+    The same records as :meth:`pybragg.engines.c_engine.Plan.trace` (names, loop
+    indices (layer, sub-pixel slow, sub-pixel fast, source, phi step, domain; -1
+    where one does not apply), values, loop order and skips), taken from the model's
+    kernel run on a one-pixel chunk (see the module docstring), and the pixel's value
+    rounded to single precision as the C engine reports it.  A pixel outside the
+    region of interest or the mask is traced all the same.  Raises ValueError for a
+    pixel outside the detector.
+    """
+    model = TorchModel(config, inputs, dtype=dtype, device=device)
+    sp, fp = model.shape
+    fpixel, spixel = int(fpixel), int(spixel)
+    if not (0 <= fpixel < fp and 0 <= spixel < sp):
+        raise ValueError(f"pixel (slow {spixel}, fast {fpixel}) is outside the {sp}x{fp} detector")
+    rec = _Recorder()
+    with torch.no_grad():
+        ctx = model._context(None)
+        for name in ("pix0", "fdet", "sdet", "odet"):
+            rec.put(name, ctx[name])
+        pix = torch.tensor([spixel * fp + fpixel], dtype=torch.int64, device=model.device)
+        model._kernel(ctx, pix, False, False, rec)
+
+    g = model.geometry
+    os_, L, Ns = model.oversample, model.layers, model.n_sources
+    n_dom = int(g.mosaic_domains)
+    No = model.n_orient
+    T = L * os_ * os_
+    os_thick, os_polar, os_omega = bool(g.oversample_thick), bool(g.oversample_polar), bool(g.oversample_omega)
+    water = float(config.beam.water_size) != 0.0
+    records: list[TraceRecord] = []
+
+    def emit(name: str, index: tuple[int, ...], values: Any) -> None:
+        records.append(TraceRecord(name, index, tuple(float(v) for v in np.ravel(values))))
+
+    none = (-1,) * 6
+    for name in ("pix0", "fdet", "sdet", "odet", "I_background"):
+        emit(name, none, rec[name])
+
+    # the solid angle, capture fraction and polarization in effect at each step of
+    # the C loop (those not oversampled are computed once and then carried)
+    omega = rec["omega"].reshape(T)
+    omega_eff = omega if os_omega else _running_first_nonzero(omega)
+    capture = rec.get("capture")
+    if capture is None:
+        capture_eff = np.ones(T)
+    elif os_thick:
+        capture_eff = capture.reshape(T)
+    else:
+        capture_eff = np.concatenate([_running_first_nonzero(c) for c in capture.reshape(L, os_ * os_)])
+    passed = rec.get("passed")
+    passed = np.ones((T, Ns), dtype=bool) if passed is None else passed.reshape(T, Ns)
+    polar = rec.get("polarization")
+    if polar is None:
+        polar_eff = np.ones((T, Ns))
+    elif os_polar:
+        polar_eff = polar.reshape(T, Ns)
+    else:
+        polar_eff = _running_first_nonzero(np.where(passed, polar.reshape(T, Ns), 0.0).ravel()).reshape(T, Ns)
+
+    Fdet, Sdet, Odet = rec["Fdet"].reshape(os_), rec["Sdet"].reshape(os_), rec["Odet"].reshape(L)
+    position, diffracted = rec["position"].reshape(T, 3), rec["diffracted"].reshape(T, 3)
+    airpath = rec["airpath"].reshape(T)
+    incident, lam = rec["incident"].reshape(Ns, 3), rec["lambda"].reshape(Ns)
+    scattering, stol = rec["scattering"].reshape(T, Ns, 3), rec["stol"].reshape(T, Ns)
+    hkl, hkl0 = rec["hkl"].reshape(T, Ns, No, 3), rec["hkl_nearest"].reshape(T, Ns, No, 3)
+    abc = rec.get("F_latt_abc")
+    abc = None if abc is None else abc.reshape(T, Ns, No, 3)
+    F_latt, F_cell = rec["F_latt"].reshape(T, Ns, No), rec["F_cell"].reshape(T, Ns, No)
+    # the running sum of the C loop: the background, then every term in loop order
+    term = rec["term"].reshape(T * Ns * No)
+    I_sum = (np.cumsum(term) + rec["I_background"].reshape(())).reshape(T, Ns, No)
+
+    t = 0
+    for layer in range(L):
+        for ss in range(os_):
+            for sf in range(os_):
+                sub = (layer, ss, sf)
+                at = sub + (-1, -1, -1)
+                emit("subpixel_fso", at, (Fdet[sf], Sdet[ss], Odet[layer]))
+                emit("position", at, position[t])
+                emit("diffracted", at, diffracted[t])
+                emit("airpath", at, airpath[t])
+                emit("omega", at, omega_eff[t])
+                emit("capture_fraction", at, capture_eff[t])
+                for s in range(Ns):
+                    at = sub + (s, -1, -1)
+                    emit("incident", at, incident[s])
+                    emit("lambda", at, lam[s])
+                    emit("scattering", at, scattering[t, s])
+                    emit("stol", at, stol[t, s])
+                    if not passed[t, s]:
+                        continue  # the resolution cut
+                    emit("polarization", at, polar_eff[t, s])
+                    for o in range(No):
+                        if F_latt[t, s, o] == 0.0 and not water:
+                            continue
+                        at = sub + (s, o // n_dom, o % n_dom)
+                        emit("hkl", at, hkl[t, s, o])
+                        emit("hkl_nearest", at, hkl0[t, s, o] + 0.0)  # whole numbers: no -0 (as in C)
+                        if abc is not None:
+                            emit("F_latt_abc", at, abc[t, s, o])
+                        emit("F_latt", at, F_latt[t, s, o])
+                        emit("F_cell", at, F_cell[t, s, o])
+                        emit("I_sum", at, I_sum[t, s, o])
+                t += 1
+
+    emit("I_total", none, rec["I_total"])
+    emit("scale", none, rec["scale"])
+    if not os_omega:
+        emit("omega_applied", none, rec["omega_applied"])
+    if not os_polar:
+        applied = rec.get("polarization_applied")
+        emit("polarization_applied", none, 1.0 if applied is None else applied)
+    if not os_thick:
+        applied = rec.get("capture_applied")
+        emit("capture_applied", none, 1.0 if applied is None else applied)
+    value = float(np.float32(rec["photons"].reshape(())))
+    emit("pixel", none, value)
+    return records, value
