@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"
 
@@ -59,19 +61,18 @@ def cases(quick: bool) -> dict[str, list[str]]:
     }
 
 
-SCALING = {
-    # each multiplies one factor of pixels x sub-pixels x sources x phi steps x domains by 4
-    "base": [],
-    "pixels x4": ["-detpixels", "1024"],
-    "sub-pixels x4": ["-oversample", "2"],
-    "sources x4": ["-divergence", "1", "-divsteps", "2", "-square_div", "-dispsteps", "2", "-dispersion", "1"],
-    "phi steps x4": ["-phisteps", "16", "-osc", "1.6"],
-    "domains x4": ["-mosaic", "0.5", "-mosaic_dom", "4"],
-}
-# 512 x 512 pixels, 4 phi steps: every factor at 1 except the phi steps
+# Each factor of pixels x sub-pixels x sources x phi steps x domains swept from 1x to 8x
+# (the others at 1), on a 512 x 512 detector with a 20-cell crystal.
 SCALING_BASE = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100",
-                "-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", "512", "-pixel", "0.1",
-                "-oversample", "1", "-phisteps", "4", "-osc", "0.4"]
+                "-N", "20", "-lambda", "1", "-distance", "100", "-pixel", "0.1"]
+SCALING = {
+    "pixels": lambda k: ["-detpixels", str(round(512 * k ** 0.5)), "-oversample", "1"],
+    "sub-pixels": lambda k: ["-detpixels", "512", "-oversample", str(round(k ** 0.5))],
+    "sources": lambda k: ["-detpixels", "512", "-oversample", "1", "-dispersion", "1", "-dispsteps", str(k)],
+    "phi steps": lambda k: ["-detpixels", "512", "-oversample", "1", "-osc", "0.1", "-phisteps", str(k)],
+    "domains": lambda k: ["-detpixels", "512", "-oversample", "1", "-mosaic", "0.5", "-mosaic_dom", str(k)],
+}
+SCALING_STEPS = {"sub-pixels": (1, 4, 9, 16)}
 
 
 def measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -124,11 +125,12 @@ def main() -> int:
     p.add_argument("--device", default=None, help="also time torch on this device (e.g. cuda)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch engine")
     p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--skip-cases", action="store_true", help="only the scaling and thread series")
     o = p.parse_args()
     env = environment(o.threads)
     print(f"pybragg benchmark: {os.cpu_count()} cores, {o.threads} threads, {'quick' if o.quick else 'full'}")
     results: dict[str, dict] = {}
-    for name, args in cases(o.quick).items():
+    for name, args in ({} if o.skip_cases else cases(o.quick)).items():
         print(f"\n{name}: {' '.join(a if '/' not in a else Path(a).name for a in args)}")
         c = measure(pybragg(args, "c", threads=o.threads), env)
         results[name] = {"c": c}
@@ -151,16 +153,15 @@ def main() -> int:
                     results[name][f"torch_{o.device}_{dtype}"] = t
                     print(row(f"torch {o.device} {dtype}", t, c["render"], "render"))
     if not o.skip_scaling:
-        print("\nscaling (C engine, render seconds; each line multiplies one factor by 4):")
-        base = None
-        for label, extra in SCALING.items():
-            args = list(SCALING_BASE)
-            for flag in ("-detpixels", "-oversample", "-phisteps", "-osc"):
-                if flag in extra:
-                    args = without(args, flag, 1)
-            m = measure(pybragg(args + extra, "c", threads=o.threads), env)
-            base = base or m["render"]
-            print(f"  {label:<16} {m['render']:8.3f} s   x{m['render'] / base:5.2f}")
+        print("\nscaling (C engine, render seconds; t = a + b x factor fitted by least squares):")
+        for label, flags in SCALING.items():
+            steps = SCALING_STEPS.get(label, (1, 2, 4, 8))
+            times = [measure(pybragg(SCALING_BASE + flags(k), "c", threads=o.threads), env)["render"] for k in steps]
+            slope, intercept = np.polyfit(steps, times, 1)
+            fitted = np.polyval([slope, intercept], steps)
+            r2 = 1 - float(np.sum((np.array(times) - fitted) ** 2) / np.sum((np.array(times) - np.mean(times)) ** 2))
+            series = "  ".join(f"x{k}: {t:.3f} s" for k, t in zip(steps, times, strict=True))
+            print(f"  {label:<11} {series}   slope {slope:.4f} s/x, intercept {intercept:.3f} s, R^2 {r2:.4f}")
         print("\nthreads (C engine, render seconds of the Pilatus frame's first 500 rows):")
         args = without(golden_args("pilatus_roi"), "-roi", 4) + ["-roi", "0", "2462", "0", "499"]
         one = measure(pybragg(args, "c", threads=1), environment(1))
