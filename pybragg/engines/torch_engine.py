@@ -99,7 +99,7 @@ float64 (and returns float32).
 
 Threads and devices: without gradients on the CPU, :func:`render` runs two chunks side
 by side in Python threads (torch releases the GIL inside each operation) and gives
-each operation ``threads / 2`` threads; chunks then run fastest at about 2^16
+each operation ``threads / 2`` threads; chunks then run fastest at about 2^17
 orientation-level elements per operation thread.  On CUDA the chunks are as large as
 the budget allows and run one after the other.  When gradients are recorded over
 several chunks, each chunk is checkpointed (recomputed in the backward pass), so that
@@ -109,6 +109,7 @@ memory stays bounded by about one chunk's graph.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -159,7 +160,7 @@ _SOURCE_TEMPS = 24
 _SUB_TEMPS = 40
 # on the CPU, chunks of about this many orientation-level elements per thread of an
 # operation run fastest (smaller: per-operation overhead; larger: cache and page faults)
-_CPU_CHUNK_ELEMENTS = 1 << 16
+_CPU_CHUNK_ELEMENTS = 1 << 17
 # On the CPU, this many Python threads render chunks side by side (torch releases the
 # GIL inside operations); the other threads of a call go to each operation.  Measured
 # on 2 and 16 cores: two chunk threads hide the per-operation overhead, more contend
@@ -272,6 +273,23 @@ def _lagrange4(x0: torch.Tensor, x: torch.Tensor, y: list[torch.Tensor]) -> torc
     return t0 + t1 + t2 + t3
 
 
+def _sum_leading(x: torch.Tensor, ip: bool) -> torch.Tensor:
+    """Sum over the first axis by halving (x is overwritten when ``ip``).
+
+    Elementwise additions only, so that every element's sum is the same whatever the
+    other axes' sizes (a reduction's order depends on them); log2(n) operations.
+    """
+    n = x.shape[0]
+    while n > 1:
+        h = n // 2
+        if ip:
+            x[:h].add_(x[n - h:n])
+        else:
+            x = torch.cat((x[:h] + x[n - h:n], x[h:n - h]))
+        n -= h
+    return x[0]
+
+
 class _Recorder:
     """Intermediate tensors of one kernel call, by name (detached copies on the CPU)."""
 
@@ -349,6 +367,7 @@ class TorchModel:
         self._prepare_constants(g)
         self._prepare_pixels(g)
         self._prepare_table(g)
+        self._scratch = threading.local()
 
     # ------------------------------------------------------------------ set-up
 
@@ -439,6 +458,32 @@ class TorchModel:
             pk, pl = padded.shape[1], padded.shape[2]
             self._padded_shape = padded.shape
             self._padded_strides = (pk * pl, pl, 1)
+            # nearest whole indices are clamped to [lo, hi] (the padded table's range); the
+            # flat index sum(stride * (h0 - lo)) is exact in the compute type while the
+            # partial sums stay below 2^mantissa, otherwise it is summed in float64
+            self._index_lo = [m - 1 for m in self._table_min]
+            self._index_hi = [m - 1 + n + 1 for m, n in zip(self._table_min, F.shape, strict=True)]
+            self._index_offset = float(sum(s * lo for s, lo in zip(self._padded_strides, self._index_lo, strict=True)))
+            bound = sum(s * max(abs(lo), abs(hi)) for s, lo, hi in
+                        zip(self._padded_strides, self._index_lo, self._index_hi, strict=True))
+            self._index_exact_dtype = None
+            if bound >= 2 ** (53 if self.cdtype == torch.float64 else 24) - 1:
+                self._index_exact_dtype = torch.float64
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A scratch tensor of this thread, reused from chunk to chunk (rendering only).
+
+        Fresh large tensors cost page faults on every allocation (far more than the
+        arithmetic of one pass over them), so the kernel's big temporaries are written
+        with ``out=`` into these.
+        """
+        dtype = dtype or self.cdtype
+        store = self._scratch.__dict__
+        n = math.prod(shape)
+        have = store.get((name, dtype))
+        if have is None or have.numel() < n:
+            have = store[(name, dtype)] = torch.empty(n, dtype=dtype, device=self.device)
+        return have[:n].view(shape)
 
     # ------------------------------------------------------------ parameters
 
@@ -631,19 +676,25 @@ class TorchModel:
         ctx: dict[str, Any] = dict(self._detector(p))
         real, recip = self._crystal(p)
         A = self._orientations(p, real)  # (No, abc, xyz)
-        No = A.shape[0]
         ctx["A_rows"] = A  # (No, abc, xyz)
-        ctx["A"] = A.permute(2, 1, 0).reshape(3, 3 * No)  # (xyz, abc * No + o)
         lam = self._source_lambda * (p["lambda0"] / float(self.geometry.lambda0))  # (Ns,)
         ctx["lambda"] = lam
-        # a . incident for every (source, axis, orientation), for h = (a.d - a.i) / lambda
-        ctx["A_inc"] = torch.einsum("okx,sx->sko", A, self._incident)  # (Ns, 3, No)
+        # h = a . diffracted / lambda - a . incident / lambda for every (axis, orientation,
+        # source): the coefficients of the diffracted direction's x, y, z and the offset,
+        # laid out (abc, No, Ns, 1) to broadcast over a chunk's (pixel x sub-pixel) axis
+        Ns = lam.shape[0]
+        lam4 = lam.view(1, 1, Ns, 1)
+        A_t = A.permute(2, 1, 0)  # (xyz, abc, No)
+        ctx["hkl_coef"] = [(A_t[x][:, :, None, None] / lam4).contiguous() for x in range(3)]
+        A_inc = torch.einsum("okx,sx->kos", A, self._incident)  # (abc, No, Ns)
+        ctx["hkl_bias"] = (-(A_inc[..., None] / lam4)).contiguous()  # (abc, No, Ns, 1)
         ctx["recip"] = recip
         N = p["N"]
         ctx["N"] = N
         values = [float(x) for x in N.detach().cpu()]
         ctx["N_gt1"] = [x > 1 for x in values]
         ctx["N_even"] = [round(x) % 2 == 0 for x in values]
+        ctx["N_values"] = values
         ctx["fudge"] = p["fudge"]
         ctx["kahn"] = p["polarization"]
         fluence = p["fluence"]
@@ -681,15 +732,49 @@ class TorchModel:
             ratio = ratio.mul_(sign) if ip else ratio * sign
         return ratio
 
-    def _lattice(self, ctx: dict[str, Any], hkl: list[torch.Tensor], h0: list[torch.Tensor] | None,
-                 ip: bool, rec: _Recorder | None = None) -> torch.Tensor:
-        """Lattice factor of fractional indices hkl (three (M, No) tensors; overwritten when ip).
+    def _grating_ip(self, ctx: dict[str, Any], H: torch.Tensor, H0: torch.Tensor | None) -> torch.Tensor:
+        """The square crystal's factor, product over the axes with N > 1, rendering only.
 
+        The three axes run as one stacked tensor, reduced by the nearest whole indices
+        ``H0`` (``H`` is overwritten).  The sign (-1)^(n (N - 1)) of :meth:`_grating` is
+        left out: the image only takes the square of the factor.
+        """
+        axes = [k for k in range(3) if ctx["N_gt1"][k]]
+        if not axes:
+            return torch.ones_like(H[0])
+        if H0 is None:
+            H0 = torch.round(H)
+        if len(axes) < 3:
+            sel = torch.tensor(axes, device=H.device)
+            H, H0 = H.index_select(0, sel), H0.index_select(0, sel)
+        values = ctx["N_values"]
+        Nv = torch.tensor([values[k] for k in axes], dtype=H.dtype, device=H.device)
+        D = H.sub_(H0)  # |D| <= 1/2
+        # x = pi D + tiny: a power of two far below any non-zero pi D (which it leaves as it
+        # is), so that D = 0 gives sin(N tiny) / sin(tiny) = N without a 0 / 0
+        tiny = 2.0**-500 if D.dtype == torch.float64 else 2.0**-100
+        x = torch.add(torch.tensor(tiny, dtype=D.dtype, device=D.device), D, alpha=math.pi, out=D)
+        # (the scratch of the table's indices, free again by now)
+        num = torch.mul(x, Nv.view((-1,) + (1,) * (D.dim() - 1)), out=self._buffer("index", D.shape))
+        ratio = num.sin_().div_(x.sin_())
+        F = ratio[0]
+        for i in range(1, len(axes)):
+            F = F.mul_(ratio[i])
+        return F
+
+    def _lattice(self, ctx: dict[str, Any], H: torch.Tensor, H0: torch.Tensor | None,
+                 ip: bool, rec: _Recorder | None = None) -> torch.Tensor:
+        """Lattice factor of fractional indices ``H`` (abc, ...) with nearest whole ``H0``.
+
+        Returns the factor over ``H``'s remaining axes; ``H`` is overwritten when ``ip``.
         ``rec`` (never with ``ip``) keeps a square crystal's three grating factors.
         """
         N = ctx["N"]
         shape = int(self.geometry.shape)
         if shape == Shape.SQUARE:
+            if ip:
+                return self._grating_ip(ctx, H, H0)
+            hkl = H.unbind(0)
             F = None
             parts = []
             for k in range(3):
@@ -698,10 +783,12 @@ class TorchModel:
                     continue  # the C engine leaves this factor out
                 g = self._grating(hkl[k], N[k], ctx["N_even"][k], ip)
                 parts.append(g)
-                F = g if F is None else (F.mul_(g) if ip else F * g)
+                F = g if F is None else F * g
             if rec is not None:
-                rec.put("F_latt_abc", torch.stack([torch.ones_like(hkl[0]) if g is None else g for g in parts], -1))
+                rec.put("F_latt_abc", torch.stack([torch.ones_like(hkl[0]) if g is None else g for g in parts], -1)
+                        .permute(2, 1, 0, 3).reshape(-1, hkl[0].shape[0], 3))
             return F if F is not None else torch.ones_like(hkl[0])
+        hkl, h0 = H.unbind(0), H0.unbind(0)
         Na, Nb, Nc = N[0], N[1], N[2]
         dh = [hkl[k].sub_(h0[k]) if ip else hkl[k] - h0[k] for k in range(3)]
         fudge = ctx["fudge"]
@@ -738,15 +825,31 @@ class TorchModel:
             return Na * Nb * Nc * torch.exp(-(rad / 0.63 * fudge))
         return Na * Nb * Nc * (rad * fudge < 0.3969).to(self.cdtype)
 
-    def _nearest_F(self, h0: list[torch.Tensor]) -> torch.Tensor:
-        """F of the nearest reflections (three (M, No) tensors); default_F outside the table."""
-        flat = None
-        for k in range(3):
-            lo = self._table_min[k] - 1  # the padded table starts one cell early
-            idx = torch.clamp(h0[k] - lo, 0, self._table_shape[k] + 1).to(torch.int64)
-            idx = idx.mul_(self._padded_strides[k]) if self._padded_strides[k] != 1 else idx
-            flat = idx if flat is None else flat.add_(idx)
-        return self._table.take(flat)
+    def _nearest_F(self, H0: torch.Tensor, ip: bool = False) -> torch.Tensor:
+        """F of the nearest reflections ``H0`` (abc, ...); default_F outside the table.
+
+        The flat index into the padded table is summed in the floating-point type (exact:
+        see :meth:`_prepare_table`) and converted to an integer once.
+        """
+        if self._index_exact_dtype is not None and H0.dtype != self._index_exact_dtype:
+            H0 = H0.to(self._index_exact_dtype)
+        lo, hi, strides = self._index_lo, self._index_hi, self._padded_strides
+        if ip:
+            buf = self._buffer("index", H0.shape, H0.dtype)
+            c = [torch.clamp(H0[k], lo[k], hi[k], out=buf[k]) for k in range(3)]
+        else:
+            c = [torch.clamp(H0[k], lo[k], hi[k]) for k in range(3)]
+        flat = c[2]
+        for k in (1, 0):
+            flat = flat.add_(c[k], alpha=strides[k])
+        flat = flat.sub_(self._index_offset)
+        if not ip:
+            return self._table.take(flat.to(torch.int64))
+        # a gather along the flat table (index_select) runs several times faster than take
+        itype = torch.int32 if self._table.numel() < 2**31 else torch.int64
+        index = self._buffer("index_int", (flat.numel(),), itype).copy_(flat.view(-1))
+        F = torch.index_select(self._table, 0, index, out=self._buffer("F_cell", (flat.numel(),)))
+        return F.view(flat.shape)
 
     def _tricubic_F(self, hkl: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Interpolated F (M, No) and whether the 4x4x4 neighbourhood was inside the table."""
@@ -871,55 +974,58 @@ class TorchModel:
             rec.put("passed", passed)
             rec.put("polarization", polar)
 
-        # ---- per (pixel, sub-pixel, source, orientation): Miller indices, three (M, No)
-        # h = (a . diffracted - a . incident) / lambda
-        M = P * T * Ns
-        A_inc, lam = ctx["A_inc"], ctx["lambda"]
-        if No == 1:
-            A = ctx["A_rows"][0]
-            X = [dot3(dif, A[k]) for k in range(3)]  # (P, T)
+        # ---- per (pixel, sub-pixel, source, orientation): Miller indices, stacked as
+        # (abc, No, Ns, Q) with Q = pixel x sub-pixel innermost (every broadcast then runs
+        # along contiguous memory); h = a . diffracted / lambda - a . incident / lambda
+        Q = P * T
+        M = Q * Ns
+        coef = ctx["hkl_coef"]
+        dq = [c.reshape(1, 1, 1, Q) for c in dif]
+        if ip:
+            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0], out=self._buffer("H", (3, No, Ns, Q)))
+            H = H.addcmul_(dq[1], coef[1]).addcmul_(dq[2], coef[2])
         else:
-            dif_st = torch.stack(dif, dim=-1).view(P * T, 3)
-            X = list((dif_st @ ctx["A"]).view(P, T, 3, No).unbind(2))  # (P, T, No)
-        hkl = []
-        for k in range(3):
-            x = X[k].view(P, T, 1, No) if No > 1 else X[k].view(P, T, 1, 1)
-            h = x - A_inc[:, k].view(1, 1, Ns, No)
-            h = h.div_(lam.view(1, 1, Ns, 1)) if ip else h / lam.view(1, 1, Ns, 1)
-            hkl.append(h.view(M, No))
-        h0 = None
+            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0])
+            H = torch.addcmul(torch.addcmul(H, dq[1], coef[1]), dq[2], coef[2])
+
+        def per_m(x: torch.Tensor) -> torch.Tensor:
+            """(No, Ns, Q[, 3]) -> (M, No[, 3]) in the C loop order (for the recorder)."""
+            x = x.permute(2, 1, 0, 3) if x.dim() == 4 else x.permute(2, 1, 0)
+            return x.reshape((M, No) + tuple(x.shape[3:]))
+
+        H0 = None
         if int(g.shape) != Shape.SQUARE or self.has_table or rec is not None:
-            h0 = [torch.ceil(h - 0.5) for h in hkl]
+            H0 = torch.sub(H, 0.5, out=self._buffer("H0", H.shape)).ceil_() if ip else torch.ceil(H - 0.5)
         if rec is not None:
-            rec.put("hkl", torch.stack(hkl, -1))  # (M, No, 3)
-            rec.put("hkl_nearest", torch.stack(h0, -1))
+            rec.put("hkl", per_m(H.permute(1, 2, 3, 0)))  # (M, No, 3)
+            rec.put("hkl_nearest", per_m(H0.permute(1, 2, 3, 0)))
         fallbacks = None
         F_cell = None
         if self.has_table:
-            F_cell = self._nearest_F(h0)
+            F_cell = self._nearest_F(H0, ip)
             if self.interpolate:
-                F_interp, ok = self._tricubic_F(hkl)
+                F_interp, ok = self._tricubic_F(list(H.unbind(0)))
                 F_cell = torch.where(ok, F_interp, F_cell)
-        F_latt = self._lattice(ctx, hkl, h0, ip, rec)  # (M, No); hkl is gone in place
+        F_latt = self._lattice(ctx, H, H0, ip, rec)  # (No, Ns, Q); H is gone in place
         if rec is not None:
-            rec.put("F_latt", F_latt)
-            rec.put("F_cell", F_cell if F_cell is not None else torch.full_like(F_latt, self.default_F))
+            rec.put("F_latt", per_m(F_latt))
+            rec.put("F_cell", per_m(F_cell) if F_cell is not None else torch.full((M, No), self.default_F, dtype=dt))
         if self.interpolate and stats:
             counted = ~ok
             if float(self.config.beam.water_size) == 0.0:
                 counted &= F_latt != 0
             if passed is not None:
-                counted &= passed.reshape(M, 1)
+                counted &= passed.reshape(Q, Ns).t()
             fallbacks = counted.sum()
         if F_cell is not None:
             FF = F_cell.mul_(F_latt) if ip else F_cell * F_latt
             FF = FF.square_() if ip else FF * FF
         else:
             FF = F_latt.square_() if ip else F_latt * F_latt
-        I_sub = FF.sum(-1) if No > 1 else FF.view(M)
+        I_sub = _sum_leading(FF, ip)  # (Ns, Q)
         if F_cell is None:
             I_sub = I_sub * (self.default_F * self.default_F)
-        I_sub = I_sub.view(P, T, Ns)
+        I_sub = I_sub.t().reshape(P, T, Ns)
 
         # ---- weights and the pixel's sum
         weight = None
@@ -935,7 +1041,7 @@ class TorchModel:
             I_sub = torch.where(passed, I_sub, torch.zeros_like(I_sub))
         if rec is not None:
             # each orientation's term of the sum, with the factors the sum applies to it
-            term = FF.view(P, T, Ns, No)
+            term = per_m(FF).view(P, T, Ns, No)
             if F_cell is None:
                 term = term * (self.default_F * self.default_F)
             if weight is not None:
