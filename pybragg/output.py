@@ -84,14 +84,19 @@ def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[n
     """
     if scale is None or scale <= 0.0:
         scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
-    value = float32_image(result).astype(np.float64)
-    value *= scale
-    value += adc_offset
-    np.clip(value, 0.0, 65535.0, out=value)
-    value += 0.5
-    rounded = value.astype(np.float32)
-    np.floor(rounded, out=rounded)
-    return _zero_outside_roi(rounded.astype(np.uint16), result), scale
+    image = float32_image(result)
+    counts = np.empty(image.shape, dtype=np.uint16)
+    block = max(1, (1 << 18) // max(image.shape[1], 1))  # rows per block: stays in cache
+    for start in range(0, image.shape[0], block):
+        value = image[start:start + block].astype(np.float64)
+        value *= scale
+        value += adc_offset
+        np.clip(value, 0.0, 65535.0, out=value)
+        value += 0.5
+        rounded = value.astype(np.float32)
+        np.floor(rounded, out=rounded)
+        counts[start:start + block] = rounded
+    return _zero_outside_roi(counts, result), scale
 
 
 def pgm_image(result: Result, scale: float | None, int_scale: float) -> tuple[np.ndarray, float]:

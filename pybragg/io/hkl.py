@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,14 +60,22 @@ def _index(token: str) -> int | None:
     return int(value)
 
 
-def _parse_fast(rows: list[list[str]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Vectorised parse of well-formed rows; None if anything needs a closer look."""
-    if not rows or any(len(r) != 4 for r in rows):
+def _parse_fast(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse when every non-blank line holds exactly four numbers;
+    None if anything needs a closer look."""
+    counts = [len(line.split()) for line in data.splitlines()]
+    rows = sum(1 for n in counts if n)
+    if rows == 0 or any(n not in (0, 4) for n in counts):
         return None
     try:
-        table = np.array(rows, dtype=np.float64)
-    except ValueError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a token that is not a number stops the parse early
+            numbers = np.fromstring(data, dtype=np.float64, sep=" ")
+    except (ValueError, DeprecationWarning):
         return None
+    if numbers.size != 4 * rows:
+        return None
+    table = numbers.reshape(rows, 4)
     hkl = table[:, :3]
     if not (np.isfinite(table).all() and (hkl == np.floor(hkl)).all()):
         return None
@@ -109,9 +118,8 @@ def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0) -> HKLTable:
     number of distinct reflections in the file.
     """
     name = describe_path(path)
-    lines = read_text(path).splitlines()
-    parsed = _parse_fast([r for r in (line.split() for line in lines) if r])
-    idx, values = parsed if parsed is not None else _parse_slow(name, lines)
+    parsed = _parse_fast(read_bytes(path))
+    idx, values = parsed if parsed is not None else _parse_slow(name, read_text(path).splitlines())
     lo = idx.min(axis=0)
     shape = tuple(int(n) for n in idx.max(axis=0) - lo + 1)
     flat = np.ravel_multi_index(tuple((idx - lo).T), shape)
