@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* beyond this, the automatic choice of sub-pixels is taken to be a mistake */
+#define PB_MAX_AUTO_OVERSAMPLE 1000
+
 const char *pb_version(void)
 {
     return "pybragg-engine 0.1.0";
@@ -246,10 +249,18 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     if (xtal_max < g->xtal_size[1]) xtal_max = g->xtal_size[1];
     if (xtal_max < g->xtal_size[2]) xtal_max = g->xtal_size[2];
     double recip_pixel = g->lambda0 * g->distance / g->pixel_size;
-    int recommended = (int)ceil(3.0 * xtal_max / recip_pixel);
-    if (recommended <= 0) recommended = 1;
+    double wanted = ceil(3.0 * xtal_max / recip_pixel);
+    int recommended = !(wanted >= 1.0) ? 1 : wanted > 1e6 ? 1000000 : (int)wanted;
     g->recommended_oversample = recommended;
     g->oversample = cfg->detector.oversample > 0 ? cfg->detector.oversample : recommended;
+    if (cfg->detector.oversample <= 0 && recommended > PB_MAX_AUTO_OVERSAMPLE) {
+        /* the reference would try; a render of >10^6 sub-pixels per pixel never ends */
+        pb_set_error(err, PB_ERR_INVALID,
+                     "automatic oversampling would be %d x %d sub-pixels per pixel (crystal %g m across, "
+                     "reciprocal pixel %g m): check the wavelength and sizes, or give -oversample",
+                     recommended, recommended, xtal_max, recip_pixel);
+        goto fail;
+    }
 
     if (copy_inputs(p, in, err) != PB_OK) goto fail;
     if (!p->has_table) g->interpolate = 0;

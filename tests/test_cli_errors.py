@@ -328,3 +328,13 @@ def test_unwritable_dump_is_only_a_warning(tmp_path) -> None:
     assert "Traceback" not in proc.stderr
     assert "nodir/F.bin" in proc.stderr and "warning" in proc.stderr
     assert sorted(os.listdir(folder)) == ["f.bin", "g.hkl", "i.img", "inputs"]
+
+
+def test_impractical_automatic_oversampling_is_refused(tmp_path) -> None:
+    """A wavelength typed in the wrong unit would ask for 24197^2 sub-pixels per pixel."""
+    proc = run_cli(["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-detpixels", "32",
+                    "-energy", "1e9"], tmp_path)
+    assert proc.returncode == 1
+    line = assert_one_line_error(proc, ("-oversample",))
+    assert "sub-pixels per pixel" in line
+    assert not any(p.name.endswith((".bin", ".img", ".pgm")) for p in tmp_path.iterdir())
