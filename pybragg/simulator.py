@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -85,7 +84,3 @@ class Simulator:
             memory_budget_gib=self.memory_budget_gib,
         )
 
-
-def default_threads() -> int:
-    """Threads the engines use when not told: all cores."""
-    return os.cpu_count() or 1

@@ -724,14 +724,19 @@ ERROR_CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv, name", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
-def test_usage_errors(argv, name):
-    with pytest.raises(UsageError) as info:
+def assert_one_line_error(argv: str, error: type, name: str, exit_code: int) -> str:
+    with pytest.raises(error) as info:
         parse(argv)
     message = str(info.value)
     assert name in message
     assert "\n" not in message
-    assert info.value.exit_code == 2
+    assert info.value.exit_code == exit_code
+    return message
+
+
+@pytest.mark.parametrize("argv, name", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_usage_errors(argv, name):
+    assert_one_line_error(argv, UsageError, name, 2)
 
 
 FILE_CASES = [
@@ -746,12 +751,7 @@ FILE_CASES = [
 
 @pytest.mark.parametrize("argv, name", FILE_CASES, ids=[c[0] for c in FILE_CASES])
 def test_missing_files_are_failures_not_usage_errors(argv, name):
-    with pytest.raises(FormatError) as info:
-        parse(argv)
-    message = str(info.value)
-    assert name in message and "no such file" in message
-    assert "\n" not in message
-    assert info.value.exit_code == 1
+    assert "no such file" in assert_one_line_error(argv, FormatError, name, 1)
 
 
 def test_error_messages_are_precise():

@@ -193,23 +193,18 @@ class TraceRow:
     differs: bool = False
 
 
-def _trace_records(engine: str, flags: list[str], fpixel: int, spixel: int, dtype: str, device: str | None):
-    sim = _simulator(flags, engine, dtype, device)
+def _trace_records(engine: str, base, plan, fpixel: int, spixel: int, dtype: str,
+                   device: str | None):
+    """One engine's trace of a pixel, from the configuration and inputs already loaded."""
     if engine == "c":
-        from pybragg.engines.c_engine import Plan
-
-        plan = Plan(sim.config, sim.inputs)
         return plan.trace(fpixel, spixel)
-    from pybragg.engines import torch_engine
+    from pybragg.engines import select_engine
 
-    return torch_engine.trace_pixel(sim.config, sim.inputs, fpixel, spixel, dtype=dtype, device=sim.device)
-
-
-def _detector_shape(sim) -> tuple[int, int]:
-    """(slow, fast) pixel counts of a simulator's configuration."""
-    from pybragg.engines.c_engine import Plan
-
-    return Plan(sim.config, sim.inputs).shape
+    notices: list[str] = []
+    name, module, dev = select_engine("torch", device, notices.append)
+    if name != "torch":
+        raise EngineError(f"the torch engine is not available here ({'; '.join(notices) or 'no reason given'})")
+    return module.trace_pixel(base.config, base.inputs, fpixel, spixel, dtype=dtype, device=dev)
 
 
 def read_trace_log(path: str) -> list[tuple[str, tuple[float, ...]]]:
@@ -316,15 +311,18 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     steps = _parse_steps(o.step)
     log = read_trace_log(o.against_log) if o.against_log else None
     spixel, fpixel = o.pixel
-    shape = _simulator(flags, "c", o.dtype, None)
-    g_rows, g_cols = _detector_shape(shape)
+    from pybragg.engines.c_engine import Plan
+
+    base = _simulator(flags, "c", o.dtype, None)  # flags parsed and input files read once
+    plan = Plan(base.config, base.inputs)
+    g_rows, g_cols = plan.shape
     if not (0 <= spixel < g_rows and 0 <= fpixel < g_cols):
         raise UsageError(f"--pixel {spixel} {fpixel} is outside the {g_cols}x{g_rows} (fast x slow) detector")
     traces: dict[str, list[Any]] = {}
     pixel_values: dict[str, float] = {}
     for engine in engines:
         try:
-            records, value = _trace_records(engine, flags, fpixel, spixel, o.dtype, o.device)
+            records, value = _trace_records(engine, base, plan, fpixel, spixel, o.dtype, o.device)
         except EngineError:
             raise
         except (RuntimeError, ValueError) as exc:
