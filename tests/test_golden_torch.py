@@ -17,6 +17,7 @@ import torch  # noqa: F401 - the torch engine is required here, never skipped
 
 from golden import case_names, compare_float, load_case, scratch
 from pybragg import Simulator
+from pybragg.engines import torch_engine
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -76,3 +77,45 @@ def test_torch_chunking_and_threads_do_not_change_the_image(tmp_path, monkeypatc
     assert small.extras["chunk_pixels"] < 100
     assert seen and seen[-1] == 1.0 and all(a <= b for a, b in itertools.pairwise(seen))
     np.testing.assert_array_equal(small.image, whole.image)
+
+
+def test_torch_pieces_do_not_change_the_image(tmp_path, monkeypatch) -> None:
+    """Chunks split into many small pieces for the orientation-level work: same image."""
+    case = load_case("pilatus_roi")
+    monkeypatch.chdir(scratch(tmp_path))
+    args = case.full_args()
+    whole = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 400)
+    pieces = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    assert pieces.extras["chunk_pixels"] == 400
+    np.testing.assert_array_equal(pieces.image, whole.image)
+
+
+def test_torch_table_bound_skips_only_needless_clamps(tmp_path, monkeypatch) -> None:
+    """Chunks whose Miller indices are bounded inside the table skip clamping them.
+
+    A small table (|h|, |k|, |l| <= 6) on a detector that reaches |h| = 11: the chunks
+    near the beam are inside, the others not, and the image is the one that clamping
+    everywhere gives, and the C engine's.
+    """
+    monkeypatch.chdir(scratch(tmp_path))
+    args = ["-cell", "100", "100", "100", "90", "90", "90", "-hkl", "inputs/cubic6.hkl", "-N", "5",
+            "-lambda", "1", "-distance", "100", "-detpixels", "64", "-pixel", "0.25", "-misset", "5", "3", "1"]
+    verdicts: list[bool] = []
+    bound = torch_engine.TorchModel._indices_inside_table
+
+    def spy(self, ctx, dif):  # type: ignore[no-untyped-def]
+        verdicts.append(bound(self, ctx, dif))
+        return verdicts[-1]
+
+    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 16)
+    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 16)
+    monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", spy)
+    skipping = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    assert True in verdicts and False in verdicts
+    monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", lambda self, ctx, dif: False)
+    clamping = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    np.testing.assert_array_equal(skipping.image, clamping.image)
+    c = Simulator.from_args(args, backend="c", threads=1).run()
+    compare_float(skipping.image, c.image, "float64")

@@ -99,9 +99,13 @@ float64 (and returns float32).
 
 Threads and devices: without gradients on the CPU, :func:`render` runs two chunks side
 by side in Python threads (torch releases the GIL inside each operation) and gives
-each operation ``threads / 2`` threads; chunks then run fastest at about 2^17
-orientation-level elements per operation thread.  On CUDA the chunks are as large as
-the budget allows and run one after the other.  When gradients are recorded over
+each operation ``threads / 2`` threads.  A chunk there holds about 2^16 (pixel x
+sub-pixel) elements per operation thread, and its orientation-level work runs in
+pieces of about 2^17 elements (whose scratch tensors stay in the caches and are reused
+from piece to piece); where every nearest reflection of a chunk is bounded inside the
+structure-factor table (|h| <= |a| |diffracted - incident| / lambda), its look-up
+skips the clamping.  On CUDA the chunks are as large as the budget allows and run
+one after the other, in one piece.  When gradients are recorded over
 several chunks, each chunk is checkpointed (recomputed in the backward pass), so that
 memory stays bounded by about one chunk's graph.
 """
@@ -152,15 +156,22 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # bytes of live temporaries per element of the (pixel, sub-pixel, source, orientation)
 # tensors, per (pixel, sub-pixel, source) element and per (pixel, sub-pixel) element,
 # in units of the float size; measured peaks stay below these estimates
-_ORIENT_TEMPS = 14
+_ORIENT_TEMPS = 20
 _TABLE_TEMPS = 10  # extra, with a structure-factor table (int64 indices count double)
 _INTERP_TEMPS = 40  # extra, with tricubic interpolation
 _GRAD_FACTOR = 3  # intermediates kept for the backward pass of one chunk
 _SOURCE_TEMPS = 24
 _SUB_TEMPS = 40
-# on the CPU, chunks of about this many orientation-level elements per thread of an
-# operation run fastest (smaller: per-operation overhead; larger: cache and page faults)
+# On the CPU (rendering), the orientation-level operations run fastest on about this
+# many elements per thread of an operation (smaller: per-operation overhead; larger:
+# cache); a chunk's pixels are split into such pieces for them, while its per-pixel
+# operations run on at least this many (pixel x sub-pixel) elements at once, so that
+# their overhead is shared by several pieces.
 _CPU_CHUNK_ELEMENTS = 1 << 17
+_CPU_CHUNK_SUBPIXELS = 1 << 16
+# sin(pi x) = x (c0 + c1 x^2 + c2 x^4 + ...) for |x| <= 1/2: the Taylor series through
+# x^19 (float64: truncation below 3e-16) or x^13 (float32: below 1e-9)
+_SINPI_TERMS = {torch.float64: 10, torch.float32: 7}
 # On the CPU, this many Python threads render chunks side by side (torch releases the
 # GIL inside operations); the other threads of a call go to each operation.  Measured
 # on 2 and 16 cores: two chunk threads hide the per-operation overhead, more contend
@@ -249,6 +260,25 @@ def _unit_np(v: tuple[float, float, float] | list[float]) -> tuple[list[float], 
 
 def _cross_np(a: list[float], b: list[float]) -> list[float]:
     return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _sinpi_(x: torch.Tensor, coef: list[torch.Tensor], x2: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+    """sin(pi x) in place of ``x`` for |x| <= 1/2 (``x2``, ``acc``: scratch of x's shape).
+
+    ``coef`` are the series' coefficients as 0-d tensors.  A fixed polynomial in
+    fused multiply-add passes: cheaper than torch.sin, and as accurate here.
+    """
+    x2 = torch.mul(x, x, out=x2)
+    acc = torch.addcmul(coef[-2], x2, coef[-1], out=acc)
+    for c in reversed(coef[:-2]):
+        acc = torch.addcmul(c, acc, x2, out=acc)
+    return x.mul_(acc)
+
+
+def _per_m(x: torch.Tensor) -> torch.Tensor:
+    """(No, Ns, Q[, 3]) -> (Q x Ns, No[, 3]) in the C engine's loop order (for the recorder)."""
+    x = x.permute(2, 1, 0, 3) if x.dim() == 4 else x.permute(2, 1, 0)
+    return x.reshape((x.shape[0] * x.shape[1], x.shape[2]) + tuple(x.shape[3:]))
 
 
 def _first_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -421,6 +451,8 @@ class TorchModel:
         self._capture_c1 = self._t([(-int(k)) * g.thickstep * mu for k in layer_of_sub])
         self._capture_c2 = self._t([-(int(k) + 1) * g.thickstep * mu for k in layer_of_sub])
         self._os_range = torch.arange(self.oversample, device=self.device, dtype=torch.int64)
+        self._sinpi_coef = [self._t((-1) ** k * math.pi ** (2 * k + 1) / math.factorial(2 * k + 1))
+                            for k in range(_SINPI_TERMS[self.cdtype])]
         # mosaic: the deviates behind each domain's rotation
         n_dom = int(g.mosaic_domains)
         u = random_uniform(int(cfg.crystal.mosaic_seed), 3 * n_dom).astype(np.float32)
@@ -689,6 +721,8 @@ class TorchModel:
         A_inc = torch.einsum("okx,sx->kos", A, self._incident)  # (abc, No, Ns)
         ctx["hkl_bias"] = (-(A_inc[..., None] / lam4)).contiguous()  # (abc, No, Ns, 1)
         ctx["recip"] = recip
+        # longest a, b, c over the orientations (m): bounds the Miller indices
+        ctx["axis_length"] = [float(x) for x in A.detach().norm(dim=-1).amax(0).cpu()]
         N = p["N"]
         ctx["N"] = N
         values = [float(x) for x in N.detach().cpu()]
@@ -743,7 +777,7 @@ class TorchModel:
         if not axes:
             return torch.ones_like(H[0])
         if H0 is None:
-            H0 = torch.round(H)
+            H0 = torch.round(H, out=self._buffer("H0", H.shape))
         if len(axes) < 3:
             sel = torch.tensor(axes, device=H.device)
             H, H0 = H.index_select(0, sel), H0.index_select(0, sel)
@@ -754,8 +788,7 @@ class TorchModel:
         # is), so that D = 0 gives sin(N tiny) / sin(tiny) = N without a 0 / 0
         tiny = 2.0**-500 if D.dtype == torch.float64 else 2.0**-100
         x = torch.add(torch.tensor(tiny, dtype=D.dtype, device=D.device), D, alpha=math.pi, out=D)
-        # (the scratch of the table's indices, free again by now)
-        num = torch.mul(x, Nv.view((-1,) + (1,) * (D.dim() - 1)), out=self._buffer("index", D.shape))
+        num = torch.mul(x, Nv.view((-1,) + (1,) * (D.dim() - 1)), out=H0)
         ratio = num.sin_().div_(x.sin_())
         F = ratio[0]
         for i in range(1, len(axes)):
@@ -825,24 +858,29 @@ class TorchModel:
             return Na * Nb * Nc * torch.exp(-(rad / 0.63 * fudge))
         return Na * Nb * Nc * (rad * fudge < 0.3969).to(self.cdtype)
 
-    def _nearest_F(self, H0: torch.Tensor, ip: bool = False) -> torch.Tensor:
+    def _nearest_F(self, H0: torch.Tensor, ip: bool = False, inside: bool = False) -> torch.Tensor:
         """F of the nearest reflections ``H0`` (abc, ...); default_F outside the table.
 
-        The flat index into the padded table is summed in the floating-point type (exact:
-        see :meth:`_prepare_table`) and converted to an integer once.
+        The indices are clamped to the padded table's range, whose border holds
+        default_F (not needed when ``inside``: all of them are known to lie in it).  The
+        flat index is summed in the floating-point type (exact: see
+        :meth:`_prepare_table`) and converted to an integer once.
         """
         if self._index_exact_dtype is not None and H0.dtype != self._index_exact_dtype:
             H0 = H0.to(self._index_exact_dtype)
         lo, hi, strides = self._index_lo, self._index_hi, self._padded_strides
         if ip:
             buf = self._buffer("index", H0.shape, H0.dtype)
-            c = [torch.clamp(H0[k], lo[k], hi[k], out=buf[k]) for k in range(3)]
+            if inside:
+                c = list(H0.unbind(0))
+                flat = torch.add(c[2], c[1], alpha=strides[1], out=buf[0])
+            else:
+                c = [torch.clamp(H0[k], lo[k], hi[k], out=buf[k]) for k in range(3)]
+                flat = c[2].add_(c[1], alpha=strides[1])
         else:
             c = [torch.clamp(H0[k], lo[k], hi[k]) for k in range(3)]
-        flat = c[2]
-        for k in (1, 0):
-            flat = flat.add_(c[k], alpha=strides[k])
-        flat = flat.sub_(self._index_offset)
+            flat = c[2].add(c[1], alpha=strides[1])
+        flat = flat.add_(c[0], alpha=strides[0]).sub_(self._index_offset)
         if not ip:
             return self._table.take(flat.to(torch.int64))
         # a gather along the flat table (index_select) runs several times faster than take
@@ -974,56 +1012,28 @@ class TorchModel:
             rec.put("passed", passed)
             rec.put("polarization", polar)
 
-        # ---- per (pixel, sub-pixel, source, orientation): Miller indices, stacked as
-        # (abc, No, Ns, Q) with Q = pixel x sub-pixel innermost (every broadcast then runs
-        # along contiguous memory); h = a . diffracted / lambda - a . incident / lambda
+        # ---- per (pixel, sub-pixel, source, orientation), in pieces of the (pixel x
+        # sub-pixel) axis Q when rendering on the CPU (see _CPU_CHUNK_ELEMENTS)
         Q = P * T
-        M = Q * Ns
-        coef = ctx["hkl_coef"]
         dq = [c.reshape(1, 1, 1, Q) for c in dif]
-        if ip:
-            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0], out=self._buffer("H", (3, No, Ns, Q)))
-            H = H.addcmul_(dq[1], coef[1]).addcmul_(dq[2], coef[2])
+        passed_t = passed.reshape(Q, Ns).t() if passed is not None else None
+        inside = ip and self.has_table and self.device.type == "cpu" and self._indices_inside_table(ctx, dif)
+        piece = Q
+        if ip and self.device.type == "cpu":
+            piece = max(1, _CPU_CHUNK_ELEMENTS * torch.get_num_threads() // (No * Ns))
+        if piece >= Q:
+            I_sub, FF, fallbacks = self._orientation_sum(ctx, dq, passed_t, ip, stats, inside, rec)
         else:
-            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0])
-            H = torch.addcmul(torch.addcmul(H, dq[1], coef[1]), dq[2], coef[2])
-
-        def per_m(x: torch.Tensor) -> torch.Tensor:
-            """(No, Ns, Q[, 3]) -> (M, No[, 3]) in the C loop order (for the recorder)."""
-            x = x.permute(2, 1, 0, 3) if x.dim() == 4 else x.permute(2, 1, 0)
-            return x.reshape((M, No) + tuple(x.shape[3:]))
-
-        H0 = None
-        if int(g.shape) != Shape.SQUARE or self.has_table or rec is not None:
-            H0 = torch.sub(H, 0.5, out=self._buffer("H0", H.shape)).ceil_() if ip else torch.ceil(H - 0.5)
-        if rec is not None:
-            rec.put("hkl", per_m(H.permute(1, 2, 3, 0)))  # (M, No, 3)
-            rec.put("hkl_nearest", per_m(H0.permute(1, 2, 3, 0)))
-        fallbacks = None
-        F_cell = None
-        if self.has_table:
-            F_cell = self._nearest_F(H0, ip)
-            if self.interpolate:
-                F_interp, ok = self._tricubic_F(list(H.unbind(0)))
-                F_cell = torch.where(ok, F_interp, F_cell)
-        F_latt = self._lattice(ctx, H, H0, ip, rec)  # (No, Ns, Q); H is gone in place
-        if rec is not None:
-            rec.put("F_latt", per_m(F_latt))
-            rec.put("F_cell", per_m(F_cell) if F_cell is not None else torch.full((M, No), self.default_F, dtype=dt))
-        if self.interpolate and stats:
-            counted = ~ok
-            if float(self.config.beam.water_size) == 0.0:
-                counted &= F_latt != 0
-            if passed is not None:
-                counted &= passed.reshape(Q, Ns).t()
-            fallbacks = counted.sum()
-        if F_cell is not None:
-            FF = F_cell.mul_(F_latt) if ip else F_cell * F_latt
-            FF = FF.square_() if ip else FF * FF
-        else:
-            FF = F_latt.square_() if ip else F_latt * F_latt
-        I_sub = _sum_leading(FF, ip)  # (Ns, Q)
-        if F_cell is None:
+            I_sub = torch.empty((Ns, Q), dtype=dt, device=self.device)
+            fallbacks = 0 if self.interpolate and stats else None
+            for q0 in range(0, Q, piece):
+                part, _, fb = self._orientation_sum(ctx, [c[..., q0:q0 + piece] for c in dq],
+                                                    passed_t[:, q0:q0 + piece] if passed_t is not None else None,
+                                                    ip, stats, inside, None)
+                I_sub[:, q0:q0 + piece] = part
+                if fb is not None:
+                    fallbacks += fb
+        if not self.has_table:
             I_sub = I_sub * (self.default_F * self.default_F)
         I_sub = I_sub.t().reshape(P, T, Ns)
 
@@ -1041,8 +1051,8 @@ class TorchModel:
             I_sub = torch.where(passed, I_sub, torch.zeros_like(I_sub))
         if rec is not None:
             # each orientation's term of the sum, with the factors the sum applies to it
-            term = per_m(FF).view(P, T, Ns, No)
-            if F_cell is None:
+            term = _per_m(FF).view(P, T, Ns, No)
+            if not self.has_table:
                 term = term * (self.default_F * self.default_F)
             if weight is not None:
                 term = term * weight[..., None]
@@ -1082,14 +1092,86 @@ class TorchModel:
                 omega_sum = (omega_first * (T - omega_idx).to(dt)).sum()
         return photons, omega_sum, fallbacks
 
+    def _orientation_sum(self, ctx: dict[str, Any], dq: list[torch.Tensor], passed_t: torch.Tensor | None,
+                         ip: bool, stats: bool, inside: bool,
+                         rec: _Recorder | None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Sum over orientations of (F_cell F_latt)^2 for diffracted directions ``dq``.
+
+        ``dq``: the x, y, z components, each (1, 1, 1, q) over (pixel x sub-pixel);
+        ``passed_t``: (Ns, q) resolution cut or None.  Returns the (Ns, q) sums (without
+        default_F^2 when there is no table), the (No, Ns, q) terms they sum, and the
+        number of interpolation fallbacks (with ``stats``).  The Miller indices are
+        stacked as (abc, No, Ns, q), q innermost (every broadcast then runs along
+        contiguous memory): h = a . diffracted / lambda - a . incident / lambda.
+        """
+        g = self.geometry
+        No, Ns = self.n_orient, self.n_sources
+        q = dq[0].shape[-1]
+        coef = ctx["hkl_coef"]
+        if ip:
+            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0], out=self._buffer("H", (3, No, Ns, q)))
+            H = H.addcmul_(dq[1], coef[1]).addcmul_(dq[2], coef[2])
+        else:
+            H = torch.addcmul(ctx["hkl_bias"], dq[0], coef[0])
+            H = torch.addcmul(torch.addcmul(H, dq[1], coef[1]), dq[2], coef[2])
+        H0 = None
+        if int(g.shape) != Shape.SQUARE or self.has_table or rec is not None:
+            H0 = torch.round(H, out=self._buffer("H0", H.shape)) if ip else torch.round(H)
+        if rec is not None:
+            rec.put("hkl", _per_m(H.permute(1, 2, 3, 0)))  # (M, No, 3)
+            rec.put("hkl_nearest", _per_m(H0.permute(1, 2, 3, 0)))
+        fallbacks = None
+        F_cell = None
+        if self.has_table:
+            F_cell = self._nearest_F(H0, ip, inside)
+            if self.interpolate:
+                F_interp, ok = self._tricubic_F(list(H.unbind(0)))
+                F_cell = torch.where(ok, F_interp, F_cell)
+        F_latt = self._lattice(ctx, H, H0, ip, rec)  # (No, Ns, q); H and H0 are gone in place
+        if rec is not None:
+            rec.put("F_latt", _per_m(F_latt))
+            rec.put("F_cell", _per_m(F_cell) if F_cell is not None else
+                    torch.full((q * Ns, No), self.default_F, dtype=self.cdtype))
+        if self.interpolate and stats:
+            counted = ~ok
+            if float(self.config.beam.water_size) == 0.0:
+                counted &= F_latt != 0
+            if passed_t is not None:
+                counted &= passed_t
+            fallbacks = int(counted.sum())
+        if F_cell is not None:
+            FF = F_cell.mul_(F_latt) if ip else F_cell * F_latt
+            FF = FF.square_() if ip else FF * FF
+        else:
+            FF = F_latt.square_() if ip else F_latt * F_latt
+        return _sum_leading(FF, ip), FF, fallbacks
+
+    def _indices_inside_table(self, ctx: dict[str, Any], dif: list[torch.Tensor]) -> bool:
+        """Whether every nearest reflection of these diffracted directions lies in the table.
+
+        |h| <= |a| |diffracted - incident| / lambda bounds each index over all
+        orientations; inside the padded table's range the look-up needs no clamping.
+        """
+        iv = self._incident
+        cos = dif[0][..., None] * iv[:, 0] + dif[1][..., None] * iv[:, 1] + dif[2][..., None] * iv[:, 2]
+        # |d - i|^2 = 1 + |i|^2 - 2 d . i for a unit d
+        far = (1.0 + (iv * iv).sum(-1) - 2.0 * cos.reshape(-1, iv.shape[0]).amin(0)).clamp_min(0.0).sqrt()
+        s_max = float((far / ctx["lambda"]).amax())
+        for k in range(3):
+            bound = math.ceil(ctx["axis_length"][k] * s_max * (1.0 + 1e-6) + 1e-6)
+            if -bound < self._index_lo[k] or bound > self._index_hi[k]:
+                return False
+        return True
+
     # ---------------------------------------------------------------- driving
 
     def chunk_pixels(self, grad: bool = False, concurrent: int = 1, intra: int = 1) -> int:
         """Pixels per chunk that keep the temporaries of ``concurrent`` chunks within the budget.
 
         On the CPU (without gradients) chunks are also capped near the size that runs
-        fastest: about ``_CPU_CHUNK_ELEMENTS`` orientation-level elements per thread of
-        each operation (``intra``).
+        fastest: about ``_CPU_CHUNK_SUBPIXELS`` (pixel x sub-pixel) elements per thread of
+        each operation (``intra``), or one piece of ``_CPU_CHUNK_ELEMENTS``
+        orientation-level elements where that is more.
         """
         isz = torch.finfo(self.cdtype).bits // 8
         e = self.n_sub * self.n_sources * self.n_orient
@@ -1099,7 +1181,9 @@ class TorchModel:
         per_pixel = isz * (per_e * e + _SOURCE_TEMPS * self.n_sub * self.n_sources + _SUB_TEMPS * self.n_sub)
         pixels = int(self.memory_budget_gib * 2**30 // max(per_pixel * max(concurrent, 1), 1))
         if self.device.type == "cpu" and not grad:
-            pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * max(intra, 1) // max(e, 1)))
+            intra = max(intra, 1)
+            pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * intra // max(e, 1),
+                                     _CPU_CHUNK_SUBPIXELS * intra // self.n_sub))
         return max(1, pixels)
 
     def _render(self, params: Mapping[str, Any] | None, progress: Callable[[float], None] | None,
