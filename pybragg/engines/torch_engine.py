@@ -434,7 +434,7 @@ class TorchModel:
         pol = self._axes0["polar"].expand_as(self._incident_unit)
         b_in = _unit(_cross(pol, self._incident_unit))[0]
         e_in = _unit(_cross(self._incident_unit, b_in))[0]
-        self._b_in, self._e_in = b_in, e_in
+        self._e_in = e_in
         # a polarization axis along a source's direction: the C engine's psi is then 0
         degenerate = _norm(b_in) == 0
         self._degenerate_polar = bool(degenerate.any())
@@ -450,7 +450,6 @@ class TorchModel:
         mu = float(g.mu)
         self._capture_c1 = self._t([(-int(k)) * g.thickstep * mu for k in layer_of_sub])
         self._capture_c2 = self._t([-(int(k) + 1) * g.thickstep * mu for k in layer_of_sub])
-        self._os_range = torch.arange(self.oversample, device=self.device, dtype=torch.int64)
         self._sinpi_coef = [self._t((-1) ** k * math.pi ** (2 * k + 1) / math.factorial(2 * k + 1))
                             for k in range(_SINPI_TERMS[self.cdtype])]
         # mosaic: the deviates behind each domain's rotation
@@ -471,6 +470,13 @@ class TorchModel:
         if self.inputs.mask is not None:
             sel &= np.asarray(self.inputs.mask) != 0
         self.shape = (sp, fp)
+        # sub-pixel centres along the fast and slow axes (m) of every column and row
+        os_ = int(g.oversample)
+        sub = float(g.pixel_size) / os_
+        steps = torch.arange(os_, device=self.device, dtype=torch.int64)
+        self._fdet_of_column, self._sdet_of_row = (
+            (torch.arange(n, device=self.device, dtype=torch.int64)[:, None] * os_ + steps)
+            .to(self.cdtype).mul_(sub).add_(sub / 2.0) for n in (fp, sp))
         self._selected = torch.as_tensor(np.flatnonzero(sel.ravel()), dtype=torch.int64, device=self.device)
 
     def _prepare_table(self, g: Any) -> None:
@@ -929,9 +935,8 @@ class TorchModel:
         P = pix.shape[0]
         fpixels = self.shape[1]
         f, s = pix % fpixels, torch.div(pix, fpixels, rounding_mode="floor")
-        sub = float(g.pixel_size) / os_
-        Fdet = (f[:, None] * os_ + self._os_range).to(dt).mul_(sub).add_(sub / 2.0)  # (P, os)
-        Sdet = (s[:, None] * os_ + self._os_range).to(dt).mul_(sub).add_(sub / 2.0)
+        Fdet = self._fdet_of_column.index_select(0, f)  # (P, os)
+        Sdet = self._sdet_of_row.index_select(0, s)
         fdet, sdet, odet, pix0 = ctx["fdet"], ctx["sdet"], ctx["odet"], ctx["pix0"]
 
         def dot3(a: list[torch.Tensor], b: Any) -> torch.Tensor:
@@ -998,13 +1003,13 @@ class TorchModel:
             passed = ~((stol > 0) & (dmin > 0.5 / stol))
         polar = None
         if os_polar or not g.nopolar:
-            iu, e_in, b_in = self._incident_unit, self._e_in, self._b_in
+            iu, e_in = self._incident_unit, self._e_in
             cos2t = dot3(d3, [iu[:, 0], iu[:, 1], iu[:, 2]])
             e_out = dot3(d3, [e_in[:, 0], e_in[:, 1], e_in[:, 2]])
-            b_out = dot3(d3, [b_in[:, 0], b_in[:, 1], b_in[:, 2]])
             cos2t_sqr = cos2t * cos2t
-            # cos(2 psi) sin^2(2 theta) = E_out^2 - B_out^2 in the orthonormal frame (inc, E_in, B_in)
-            term = e_out * e_out - b_out * b_out
+            # cos(2 psi) sin^2(2 theta) = E_out^2 - B_out^2 in the orthonormal frame (inc, E_in,
+            # B_in), and E_out^2 + B_out^2 = 1 - cos^2(2 theta) for the unit diffracted direction
+            term = torch.addcmul(cos2t_sqr - 1.0, e_out, e_out, value=2.0)
             if self._degenerate_polar:
                 term = torch.where(self._polar_degenerate_src, 1 - cos2t_sqr, term)
             polar = 0.5 * (1.0 + cos2t_sqr - ctx["kahn"] * term)
