@@ -169,9 +169,6 @@ _SUB_TEMPS = 40
 # their overhead is shared by several pieces.
 _CPU_CHUNK_ELEMENTS = 1 << 17
 _CPU_CHUNK_SUBPIXELS = 1 << 16
-# sin(pi x) = x (c0 + c1 x^2 + c2 x^4 + ...) for |x| <= 1/2: the Taylor series through
-# x^19 (float64: truncation below 3e-16) or x^13 (float32: below 1e-9)
-_SINPI_TERMS = {torch.float64: 10, torch.float32: 7}
 # On the CPU, this many Python threads render chunks side by side (torch releases the
 # GIL inside operations); the other threads of a call go to each operation.  Measured
 # on 2 and 16 cores: two chunk threads hide the per-operation overhead, more contend
@@ -260,19 +257,6 @@ def _unit_np(v: tuple[float, float, float] | list[float]) -> tuple[list[float], 
 
 def _cross_np(a: list[float], b: list[float]) -> list[float]:
     return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-
-
-def _sinpi_(x: torch.Tensor, coef: list[torch.Tensor], x2: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
-    """sin(pi x) in place of ``x`` for |x| <= 1/2 (``x2``, ``acc``: scratch of x's shape).
-
-    ``coef`` are the series' coefficients as 0-d tensors.  A fixed polynomial in
-    fused multiply-add passes: cheaper than torch.sin, and as accurate here.
-    """
-    x2 = torch.mul(x, x, out=x2)
-    acc = torch.addcmul(coef[-2], x2, coef[-1], out=acc)
-    for c in reversed(coef[:-2]):
-        acc = torch.addcmul(c, acc, x2, out=acc)
-    return x.mul_(acc)
 
 
 def _per_m(x: torch.Tensor) -> torch.Tensor:
@@ -450,8 +434,6 @@ class TorchModel:
         mu = float(g.mu)
         self._capture_c1 = self._t([(-int(k)) * g.thickstep * mu for k in layer_of_sub])
         self._capture_c2 = self._t([-(int(k) + 1) * g.thickstep * mu for k in layer_of_sub])
-        self._sinpi_coef = [self._t((-1) ** k * math.pi ** (2 * k + 1) / math.factorial(2 * k + 1))
-                            for k in range(_SINPI_TERMS[self.cdtype])]
         # mosaic: the deviates behind each domain's rotation
         n_dom = int(g.mosaic_domains)
         u = random_uniform(int(cfg.crystal.mosaic_seed), 3 * n_dom).astype(np.float32)
