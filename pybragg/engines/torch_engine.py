@@ -156,7 +156,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # bytes of live temporaries per element of the (pixel, sub-pixel, source, orientation)
 # tensors, per (pixel, sub-pixel, source) element and per (pixel, sub-pixel) element,
 # in units of the float size; measured peaks stay below these estimates
-_ORIENT_TEMPS = 20
+_ORIENT_TEMPS = 14
 _TABLE_TEMPS = 10  # extra, with a structure-factor table (int64 indices count double)
 _INTERP_TEMPS = 40  # extra, with tricubic interpolation
 _GRAD_FACTOR = 3  # intermediates kept for the backward pass of one chunk
