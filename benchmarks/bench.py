@@ -70,7 +70,9 @@ SIDE = 1024
 SCALING = {
     "pixels": lambda k: ["-detpixels", str(round(SIDE * k ** 0.5)), "-oversample", "1"],
     "sub-pixels": lambda k: ["-detpixels", str(SIDE), "-oversample", str(round(k ** 0.5))],
-    "sources": lambda k: ["-detpixels", str(SIDE), "-oversample", "1", "-dispersion", "1", "-dispsteps", str(k)],
+    # (a dispersion asks for at least 2 wavelengths, as in the reference: 1 source goes without)
+    "sources": lambda k: ["-detpixels", str(SIDE), "-oversample", "1"]
+    + (["-dispersion", "1", "-dispsteps", str(k)] if k > 1 else []),
     "phi steps": lambda k: ["-detpixels", str(SIDE), "-oversample", "1", "-osc", "0.1", "-phisteps", str(k)],
     "domains": lambda k: ["-detpixels", str(SIDE), "-oversample", "1", "-mosaic", "0.5", "-mosaic_dom", str(k)],
 }
