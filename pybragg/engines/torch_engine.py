@@ -90,7 +90,10 @@ capture fraction of the last layer's sub-pixels, and without ``oversample_polar`
 by the first non-zero polarization among the (layer, sub-pixel, source) triples
 that passed the ``dmin`` cut (0 when none did).
 
-Precision: everything runs in the chosen dtype, with the sines of the square lattice
+Precision: the nearest reflection is round(h) (ties to even), where the C engine takes
+the reference's ceil(h - 0.5); the two differ only at exact half-integers, where the
+Miller indices of the two engines, summed in different orders, do not agree to the last
+bit anyway.  Everything runs in the chosen dtype, with the sines of the square lattice
 factor reduced to small arguments first (as the C engine does) so that single
 precision holds near the Bragg peaks, and the sphere transform's series near 0.  One
 exception: the tophat spot has a sharp edge, which single-precision Miller indices
