@@ -269,3 +269,31 @@ def test_torch_backend(plain: Result) -> None:
     compare_float(np.asarray(result.image, dtype=np.float64), plain.image.astype(np.float64))
     assert result.stats.max_I_pixel == plain.stats.max_I_pixel
     assert result.stats.mean == pytest.approx(plain.stats.mean, rel=1e-5)
+
+
+def test_auto_backend_asks_torch_about_cuda_only_where_a_gpu_driver_is(monkeypatch, tmp_path) -> None:
+    """``auto`` looks for a GPU driver's device files before importing torch (which takes seconds)."""
+    import subprocess
+    import sys
+
+    from pybragg import engines
+
+    code = ("import sys; from pybragg.engines import _gpu_driver_present, select_engine; "
+            "name = select_engine('auto')[0]; print(name, _gpu_driver_present(), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    driver = out[1] == "True"
+    assert out[2] == str(driver)  # torch imported exactly when there is a driver to ask about
+    if not driver:
+        assert out[0] == "c"
+
+    if not torch_available():
+        return
+    import torch
+
+    asked: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: asked.append(True) or False)
+    monkeypatch.setattr(engines, "_GPU_DEVICE_FILES", (str(tmp_path / "nvidiactl"),))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert engines.select_engine("auto")[0] == "c" and not asked
+    (tmp_path / "nvidiactl").touch()
+    assert engines.select_engine("auto")[0] == "c" and asked == [True]

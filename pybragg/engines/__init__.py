@@ -8,7 +8,10 @@ engine with a one-line notice (the model is pyFAI's choice of integrators).
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
+import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -23,8 +26,27 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+# device files (Linux) and libraries (Windows) of the GPU drivers that torch.cuda runs
+# on: NVIDIA (also gVisor's proxy), AMD ROCm, WSL2
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+_GPU_LIBRARIES = ("cuda", "nvcuda", "amdhip64")
+
+
+def _gpu_driver_present() -> bool:
+    """Whether the machine shows a GPU driver, found without importing torch.
+
+    Importing torch takes seconds; ``auto`` asks torch about CUDA only where a driver is
+    there to find, so that a plain run on a machine without a GPU starts at once.
+    """
+    if sys.platform.startswith("linux"):  # the driver's device files (a library search is slow)
+        return any(os.path.exists(path) for path in _GPU_DEVICE_FILES)
+    if sys.platform == "darwin":  # no CUDA on macOS
+        return False
+    return any(ctypes.util.find_library(name) is not None for name in _GPU_LIBRARIES)
+
+
 def _cuda_available() -> bool:
-    if not torch_available():
+    if not torch_available() or not _gpu_driver_present():
         return False
     import torch
 
