@@ -450,36 +450,102 @@ static int pixel_selected(const pb_plan *p, int f, int s)
     return 1;
 }
 
-static void compute_stats(const pb_plan *p, const float *image, pb_stats *st)
+static int default_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* One row's share of the statistics, summed along the row in column order. */
+typedef struct {
+    double sum, sumsqr, max_I, dev;
+    long n, max_index, nroi;
+} row_stats;
+
+static void row_moments(const pb_plan *p, const float *image, int s, int f0, int f1, row_stats *r)
 {
     const pb_geometry *g = &p->geo;
+    r->sum = r->sumsqr = r->max_I = 0.0;
+    r->n = 0;
+    r->max_index = -1;
+    for (int f = f0; f <= f1; ++f) {
+        if (!pixel_selected(p, f, s)) continue;
+        double v = image[(size_t)s * g->fpixels + f];
+        if (v > r->max_I) {
+            r->max_I = v;
+            r->max_index = (long)s * g->fpixels + f;
+        }
+        r->sum += v;
+        r->sumsqr += v * v;
+        ++r->n;
+    }
+}
+
+static void row_deviation(const pb_plan *p, const float *image, int s, int f0, int f1, double mean, row_stats *r)
+{
+    const pb_geometry *g = &p->geo;
+    r->dev = 0.0;
+    for (int f = f0; f <= f1; ++f) {
+        double d = image[(size_t)s * g->fpixels + f] - mean;
+        r->dev += d * d;
+    }
+    r->nroi = f1 >= f0 ? f1 - f0 + 1 : 0;
+}
+
+/* Statistics of the selected pixels, the way the reference reports them.  Every row
+   is summed by one thread in column order and the rows are combined in row order, so
+   the numbers do not depend on the thread count; the brightest pixel is the first
+   one in row-major order that reaches the maximum.  Without memory for the rows'
+   partial sums the same arithmetic runs row by row on one thread. */
+static void compute_stats(const pb_plan *p, const float *image, pb_stats *st, int nthreads)
+{
+    const pb_geometry *g = &p->geo;
+    int s0 = g->roi[2] < 0 ? 0 : g->roi[2], s1 = g->roi[3] >= g->spixels ? g->spixels - 1 : g->roi[3];
+    int f0 = g->roi[0] < 0 ? 0 : g->roi[0], f1 = g->roi[1] >= g->fpixels ? g->fpixels - 1 : g->roi[1];
+    int rows = s1 >= s0 ? s1 - s0 + 1 : 0;
+    row_stats one;
+    row_stats *part = rows > 1 ? malloc((size_t)rows * sizeof *part) : NULL;
+    (void)nthreads;
+
     double sum = 0.0, sumsqr = 0.0, max_I = 0.0;
     long n = 0, max_index = -1;
-    for (int s = 0; s < g->spixels; ++s)
-        for (int f = 0; f < g->fpixels; ++f) {
-            if (!pixel_selected(p, f, s)) continue;
-            double v = image[(size_t)s * g->fpixels + f];
-            if (v > max_I) {
-                max_I = v;
-                max_index = (long)s * g->fpixels + f;
-            }
-            sum += v;
-            sumsqr += v * v;
-            ++n;
+    if (part != NULL) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int r = 0; r < rows; ++r) row_moments(p, image, s0 + r, f0, f1, &part[r]);
+    }
+    for (int r = 0; r < rows; ++r) {
+        row_stats *rs = part != NULL ? &part[r] : &one;
+        if (part == NULL) row_moments(p, image, s0 + r, f0, f1, rs);
+        if (rs->max_I > max_I) {
+            max_I = rs->max_I;
+            max_index = rs->max_index;
         }
+        sum += rs->sum;
+        sumsqr += rs->sumsqr;
+        n += rs->n;
+    }
     long nmean = n <= 0 ? 1 : n;
     double mean = sum / nmean;
     long nrms = n <= 1 ? 2 : n;
     double rms = sqrt(sumsqr / (nrms - 1));
+
+    /* the deviation runs over the whole region of interest, mask or not */
     double dev = 0.0;
     long nroi = 0;
-    for (int s = 0; s < g->spixels; ++s)
-        for (int f = 0; f < g->fpixels; ++f) {
-            if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) continue;
-            double d = image[(size_t)s * g->fpixels + f] - mean;
-            dev += d * d;
-            ++nroi;
-        }
+    if (part != NULL) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int r = 0; r < rows; ++r) row_deviation(p, image, s0 + r, f0, f1, mean, &part[r]);
+    }
+    for (int r = 0; r < rows; ++r) {
+        row_stats *rs = part != NULL ? &part[r] : &one;
+        if (part == NULL) row_deviation(p, image, s0 + r, f0, f1, mean, rs);
+        dev += rs->dev;
+        nroi += rs->nroi;
+    }
+    free(part);
     if (nroi <= 1) nroi = 2;
     st->max_I = max_I;
     st->max_I_index = max_index;
@@ -542,7 +608,7 @@ int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats)
 {
     if (plan == NULL || image == NULL || stats == NULL) return PB_ERR_INVALID;
     memset(stats, 0, sizeof *stats);
-    compute_stats(plan, image, stats);
+    compute_stats(plan, image, stats, default_threads());
     return PB_OK;
 }
 
@@ -566,9 +632,8 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
             row_end = opts->row_end > g->spixels ? g->spixels : opts->row_end;
         }
     }
-#ifdef _OPENMP
-    if (nthreads <= 0) nthreads = omp_get_max_threads();
-#else
+    if (nthreads <= 0) nthreads = default_threads();
+#ifndef _OPENMP
     nthreads = 1;
 #endif
     double omega_sum = 0.0;
@@ -590,7 +655,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);
-        compute_stats(plan, image, stats);
+        compute_stats(plan, image, stats, nthreads);
         stats->omega_sum = omega_sum;
         stats->interpolation_fallbacks = fallbacks;
     }
