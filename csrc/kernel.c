@@ -636,22 +636,31 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
 #ifndef _OPENMP
     nthreads = 1;
 #endif
-    double omega_sum = 0.0;
     long fallbacks = 0;
     const int fpixels = g->fpixels;
+    /* each row's solid-angle sum, added up in row order afterwards: the same total for
+       any thread count */
+    int nrows = row_end > row_begin ? row_end - row_begin : 0;
+    double *row_omega = calloc(nrows > 0 ? (size_t)nrows : 1, sizeof *row_omega);
+    if (row_omega == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d rows", nrows);
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(+ : omega_sum, fallbacks)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(+ : fallbacks)
     for (int s = row_begin; s < row_end; ++s) {
+        double omega_row = 0.0;
         for (int f = 0; f < fpixels; ++f) {
             if (!pixel_selected(plan, f, s)) continue;
             size_t idx = (size_t)s * fpixels + f;
-            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_sum, &fallbacks, NULL));
+            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_row, &fallbacks, NULL));
         }
+        row_omega[s - row_begin] = omega_row;
         if (progress != NULL) {
 #pragma omp atomic
             (*progress)++;
         }
     }
+    double omega_sum = 0.0;
+    for (int r = 0; r < nrows; ++r) omega_sum += row_omega[r];
+    free(row_omega);
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);

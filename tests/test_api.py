@@ -94,6 +94,14 @@ def test_stats_agree_with_numpy(plain: Result) -> None:
     assert s.omega_sum > 0 and s.interpolation_fallbacks == 0
 
 
+def test_stats_do_not_depend_on_the_thread_count(plain: Result) -> None:
+    """Rows are summed in parallel but combined in order: the same numbers for 1 to 3 threads."""
+    for threads in (1, 3):
+        again = Simulator(make_config(), threads=threads).run()
+        np.testing.assert_array_equal(again.image, plain.image)
+        assert again.stats == plain.stats
+
+
 def test_roi_and_mask(plain: Result) -> None:
     xmin, xmax, ymin, ymax = 4, 33, 2, 25
     mask = np.ones((SLOW, FAST), dtype=np.uint8)
