@@ -498,34 +498,30 @@ static void row_deviation(const pb_plan *p, const float *image, int s, int f0, i
 /* Statistics of the selected pixels, the way the reference reports them.  Every row
    is summed by one thread in column order and the rows are combined in row order, so
    the numbers do not depend on the thread count; the brightest pixel is the first
-   one in row-major order that reaches the maximum.  Without memory for the rows'
-   partial sums the same arithmetic runs row by row on one thread. */
-static void compute_stats(const pb_plan *p, const float *image, pb_stats *st, int nthreads)
+   one in row-major order that reaches the maximum.  PB_ERR_NOMEM without memory for
+   the rows' partial sums. */
+static int compute_stats(const pb_plan *p, const float *image, pb_stats *st, int nthreads)
 {
     const pb_geometry *g = &p->geo;
     int s0 = g->roi[2] < 0 ? 0 : g->roi[2], s1 = g->roi[3] >= g->spixels ? g->spixels - 1 : g->roi[3];
     int f0 = g->roi[0] < 0 ? 0 : g->roi[0], f1 = g->roi[1] >= g->fpixels ? g->fpixels - 1 : g->roi[1];
     int rows = s1 >= s0 ? s1 - s0 + 1 : 0;
-    row_stats one;
-    row_stats *part = rows > 1 ? malloc((size_t)rows * sizeof *part) : NULL;
-    (void)nthreads;
+    row_stats *part = calloc(rows > 0 ? (size_t)rows : 1, sizeof *part);
+    if (part == NULL) return PB_ERR_NOMEM;
+    (void)nthreads; /* used by OpenMP only */
 
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int r = 0; r < rows; ++r) row_moments(p, image, s0 + r, f0, f1, &part[r]);
     double sum = 0.0, sumsqr = 0.0, max_I = 0.0;
     long n = 0, max_index = -1;
-    if (part != NULL) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int r = 0; r < rows; ++r) row_moments(p, image, s0 + r, f0, f1, &part[r]);
-    }
     for (int r = 0; r < rows; ++r) {
-        row_stats *rs = part != NULL ? &part[r] : &one;
-        if (part == NULL) row_moments(p, image, s0 + r, f0, f1, rs);
-        if (rs->max_I > max_I) {
-            max_I = rs->max_I;
-            max_index = rs->max_index;
+        if (part[r].max_I > max_I) {
+            max_I = part[r].max_I;
+            max_index = part[r].max_index;
         }
-        sum += rs->sum;
-        sumsqr += rs->sumsqr;
-        n += rs->n;
+        sum += part[r].sum;
+        sumsqr += part[r].sumsqr;
+        n += part[r].n;
     }
     long nmean = n <= 0 ? 1 : n;
     double mean = sum / nmean;
@@ -533,17 +529,13 @@ static void compute_stats(const pb_plan *p, const float *image, pb_stats *st, in
     double rms = sqrt(sumsqr / (nrms - 1));
 
     /* the deviation runs over the whole region of interest, mask or not */
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int r = 0; r < rows; ++r) row_deviation(p, image, s0 + r, f0, f1, mean, &part[r]);
     double dev = 0.0;
     long nroi = 0;
-    if (part != NULL) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int r = 0; r < rows; ++r) row_deviation(p, image, s0 + r, f0, f1, mean, &part[r]);
-    }
     for (int r = 0; r < rows; ++r) {
-        row_stats *rs = part != NULL ? &part[r] : &one;
-        if (part == NULL) row_deviation(p, image, s0 + r, f0, f1, mean, rs);
-        dev += rs->dev;
-        nroi += rs->nroi;
+        dev += part[r].dev;
+        nroi += part[r].nroi;
     }
     free(part);
     if (nroi <= 1) nroi = 2;
@@ -564,6 +556,7 @@ static void compute_stats(const pb_plan *p, const float *image, pb_stats *st, in
     st->mean = mean;
     st->rms = rms;
     st->rmsd = sqrt(dev / (nroi - 1));
+    return PB_OK;
 }
 
 static pixel_context make_context(const pb_plan *plan)
@@ -608,8 +601,7 @@ int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats)
 {
     if (plan == NULL || image == NULL || stats == NULL) return PB_ERR_INVALID;
     memset(stats, 0, sizeof *stats);
-    compute_stats(plan, image, stats, default_threads());
-    return PB_OK;
+    return compute_stats(plan, image, stats, default_threads());
 }
 
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_render_options *opts, pb_error *err)
@@ -664,7 +656,8 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);
-        compute_stats(plan, image, stats, nthreads);
+        if (compute_stats(plan, image, stats, nthreads) != PB_OK)
+            return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the statistics of %d rows", g->spixels);
         stats->omega_sum = omega_sum;
         stats->interpolation_fallbacks = fallbacks;
     }

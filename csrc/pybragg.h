@@ -267,7 +267,8 @@ int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record 
                    int *count, double *value, pb_error *err);
 
 /* Statistics of an image rendered for this plan, as pb_render reports them
-   (omega_sum and interpolation_fallbacks are left 0). */
+   (omega_sum and interpolation_fallbacks are left 0).  PB_ERR_INVALID without a plan,
+   image or stats, PB_ERR_NOMEM without memory for one row's partial sums per row. */
 int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
 
 /* Poisson noise image as the reference draws it, pixel by pixel in file order

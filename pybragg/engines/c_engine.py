@@ -134,7 +134,9 @@ class Plan:
         if img.shape != self.shape:
             raise ValueError(f"image has shape {img.shape}, the detector {self.shape}")
         st = ffi.new("pb_stats *")
-        lib.pb_stats_compute(self._plan, ffi.cast("const float *", img.ctypes.data), st)
+        code = lib.pb_stats_compute(self._plan, ffi.cast("const float *", img.ctypes.data), st)
+        if code != 0:
+            raise EngineError(f"C engine error {code}: no memory for the image statistics")
         return _stats_from_c(st, self.geometry.fpixels, omega_sum, fallbacks)
 
     def result(self, image: np.ndarray, stats: Stats, backend: str, dtype: str, device: str, seconds: float,
