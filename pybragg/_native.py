@@ -17,8 +17,9 @@ import importlib.util
 import pathlib
 import sys
 from types import ModuleType
+from typing import Any
 
-__all__ = ["ffi", "lib"]
+__all__ = ["check", "ffi", "lib", "native"]
 
 _MODULE = "pybragg._pybragg_cffi"
 _NOT_BUILT = "pybragg's C engine is not built; install with `pip install .`"
@@ -66,3 +67,16 @@ except ImportError as exc:
     raise ImportError(
         f"pybragg's C engine failed to load ({exc}); reinstall with `pip install .`", name=_MODULE
     ) from exc
+
+
+def native() -> tuple[Any, Any]:
+    """``(ffi, lib)`` of the C library."""
+    return ffi, lib
+
+
+def check(code: int, err: Any) -> None:
+    """Raise :class:`~pybragg.errors.EngineError` with the library's message for a non-zero code."""
+    if code != 0:
+        from pybragg.errors import EngineError
+
+        raise EngineError(ffi.string(err.message).decode() or f"C engine error {code}")

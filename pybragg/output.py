@@ -168,7 +168,7 @@ def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
 
 def write_outputs(result: Result, outputs) -> Written:
     """Write every output that ``outputs`` asks for: all of them completely, or none."""
-    from pybragg.engines.c_engine import noise_image
+    from pybragg.noise import noise_image
 
     jobs: list[tuple[str, Callable[[str], None]]] = []
     fields = smv_fields(result)

@@ -77,3 +77,13 @@ class Result:
         """Spindle angle of every phi step (rad)."""
         g = self.geometry
         return g.phi0 + g.phistep * np.arange(g.phisteps)
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One traced quantity: name, loop index (layer, sub-pixel slow, sub-pixel fast,
+    source, phi step, domain; -1 where it does not apply) and its values."""
+
+    name: str
+    index: tuple[int, ...]
+    values: tuple[float, ...]

@@ -11,7 +11,8 @@ import pytest
 from golden import run_cli
 from pybragg.cli.tools import align_traces, read_trace_log
 from pybragg.compare import compare_images
-from pybragg.engines.c_engine import Plan
+from pybragg.engines.c_engine import trace_pixel as c_trace_pixel
+from pybragg.plan import Plan
 from pybragg.simulator import Simulator
 
 SIMPLE = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2", "-N", "5",
@@ -47,7 +48,7 @@ def expected_simple_pixel(slow: int, fast: int) -> dict[str, object]:
 def test_c_trace_matches_independent_numbers(slow: int, fast: int) -> None:
     sim = Simulator.from_args(SIMPLE)
     plan = Plan(sim.config, sim.inputs)
-    records, value = plan.trace(fast, slow)
+    records, value = c_trace_pixel(plan.config, None, fast, slow, plan=plan)
     got = {r.name: np.array(r.values) for r in records}
     want = expected_simple_pixel(slow, fast)
     for name in ("pix0", "position", "diffracted", "scattering", "hkl", "F_latt_abc"):
@@ -67,7 +68,7 @@ def test_trace_records_every_loop_position() -> None:
     args = SIMPLE + ["-oversample", "2", "-phisteps", "3", "-osc", "0.3", "-mosaic", "0.2", "-mosaic_dom", "2",
                      "-dispersion", "1", "-dispsteps", "2"]
     sim = Simulator.from_args(args)
-    records, _ = Plan(sim.config, sim.inputs).trace(100, 100)
+    records, _ = c_trace_pixel(sim.config, sim.inputs, 100, 100)
     hkl = [r.index for r in records if r.name == "hkl"]
     # 2x2 sub-pixels x 2 sources x 3 phi steps x 2 domains
     assert len(hkl) == 4 * 2 * 3 * 2
@@ -92,7 +93,7 @@ def test_trace_command_c_engine_json(tmp_path) -> None:
 
 def test_trace_against_log_marks_first_difference(tmp_path) -> None:
     sim = Simulator.from_args(SIMPLE)
-    records, _ = Plan(sim.config, sim.inputs).trace(140, 100)
+    records, _ = c_trace_pixel(sim.config, sim.inputs, 140, 100)
     lines = []
     for r in records:
         values = list(r.values)
@@ -174,7 +175,7 @@ def test_compare_usage_and_engine_errors(tmp_path) -> None:
 
 
 def test_align_traces_flags_a_quantity_only_one_engine_has() -> None:
-    from pybragg.engines.c_engine import TraceRecord
+    from pybragg.result import TraceRecord
 
     a = [TraceRecord("omega", (0, 0, 0, -1, -1, -1), (1.0,)), TraceRecord("pixel", (-1,) * 6, (2.0,))]
     b = [TraceRecord("omega", (0, 0, 0, -1, -1, -1), (1.0,)), TraceRecord("extra", (-1,) * 6, (3.0,)),

@@ -22,7 +22,7 @@ from numpy.testing import assert_allclose
 from golden import GOLDEN, load_case
 from pybragg.cli.parse import parse_args
 from pybragg.config import Config, Convention, Pivot
-from pybragg.engines.c_engine import Plan
+from pybragg.plan import Plan
 
 DEG = math.pi / 180.0
 CELL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "1"]

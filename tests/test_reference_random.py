@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from pybragg.cli.main import ProgressBar
-from pybragg.engines.c_engine import Plan, random_uniform
+from pybragg.noise import random_uniform
+from pybragg.plan import Plan
 from pybragg.simulator import Simulator
 
 CELL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "16"]

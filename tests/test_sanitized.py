@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from golden import compare_float, load_case, scratch, smv_pixels
-from pybragg.engines.c_engine import noise_image, random_uniform
+from pybragg.noise import noise_image, random_uniform
 from pybragg.output import roi_mask
 from pybragg.simulator import Simulator
 

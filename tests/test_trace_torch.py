@@ -25,8 +25,10 @@ from golden import ROOT, load_case, scratch
 from pybragg import Simulator
 from pybragg.cli.main import main as cli_main
 from pybragg.cli.tools import align_traces
-from pybragg.engines.c_engine import Plan, TraceRecord
+from pybragg.engines.c_engine import trace_pixel as c_trace_pixel
 from pybragg.engines.torch_engine import TorchModel, trace_pixel
+from pybragg.plan import Plan
+from pybragg.result import TraceRecord
 
 RTOL = 1e-9
 F32_ULP = 2.0**-23  # the traced pixel value is rounded to single precision
@@ -90,7 +92,7 @@ def test_torch_trace_matches_c(name: str, tmp_path, monkeypatch) -> None:
     sim = _sim(load_case(name).full_args())
     plan = Plan(sim.config, sim.inputs)
     for slow, fast in _pixels(sim):
-        c, c_value = plan.trace(fast, slow)
+        c, c_value = c_trace_pixel(plan.config, None, fast, slow, plan=plan)
         t, t_value = trace_pixel(sim.config, sim.inputs, fast, slow, dtype="float64", device="cpu")
         where = f"{name} pixel (slow {slow}, fast {fast})"
         assert all(isinstance(r, TraceRecord) and len(r.index) == 6 for r in t)
@@ -125,7 +127,7 @@ def test_torch_trace_mixed_loop_semantics() -> None:
     """Layers, sub-pixels, sources cut by dmin and phi steps: skips and carried factors."""
     sim = _sim(MIXED)
     slow, fast = MIXED_PIXEL
-    c, c_value = Plan(sim.config, sim.inputs).trace(fast, slow)
+    c, c_value = c_trace_pixel(sim.config, sim.inputs, fast, slow)
     t, t_value = trace_pixel(sim.config, sim.inputs, fast, slow)
     # the case does what it is here for: some (sub-pixel, source) pairs pass, some do not
     n_stol = sum(r.name == "stol" for r in c)
@@ -145,7 +147,7 @@ def test_torch_trace_float32() -> None:
     lattice factors and sums amplify that, and are held to the golden float32 bar."""
     sim = _sim(MIXED)
     slow, fast = MIXED_PIXEL
-    c, c_value = Plan(sim.config, sim.inputs).trace(fast, slow)
+    c, c_value = c_trace_pixel(sim.config, sim.inputs, fast, slow)
     t, t_value = trace_pixel(sim.config, sim.inputs, fast, slow, dtype="float32")
     assert _keys(t) == _keys(c)
     amplified = ("F_latt_abc", "F_latt", "I_sum", "I_total", "pixel")
@@ -165,7 +167,7 @@ def test_torch_trace_pixel_outside_detector(fast: int, slow: int) -> None:
 def test_planted_difference_is_reported_where_it_is() -> None:
     sim = _sim(MIXED)
     slow, fast = MIXED_PIXEL
-    c, _ = Plan(sim.config, sim.inputs).trace(fast, slow)
+    c, _ = c_trace_pixel(sim.config, sim.inputs, fast, slow)
     t, _ = trace_pixel(sim.config, sim.inputs, fast, slow)
     assert not any(r.differs for r in align_traces({"c": c, "torch": t}, None, RTOL, 0.0))
     # perturb one torch value in the middle of the loop by 1e-6 of itself

@@ -197,7 +197,9 @@ def _trace_records(engine: str, base, plan, fpixel: int, spixel: int, dtype: str
                    device: str | None):
     """One engine's trace of a pixel, from the configuration and inputs already loaded."""
     if engine == "c":
-        return plan.trace(fpixel, spixel)
+        from pybragg.engines import c_engine
+
+        return c_engine.trace_pixel(base.config, base.inputs, fpixel, spixel, plan=plan)
     from pybragg.engines import select_engine
 
     notices: list[str] = []
@@ -311,7 +313,7 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     steps = _parse_steps(o.step)
     log = read_trace_log(o.against_log) if o.against_log else None
     spixel, fpixel = o.pixel
-    from pybragg.engines.c_engine import Plan
+    from pybragg.plan import Plan
 
     base = _simulator(flags, "c", o.dtype, None)  # flags parsed and input files read once
     plan = Plan(base.config, base.inputs)

@@ -12,7 +12,7 @@ Three entry points:
 * :func:`trace_pixel` -- ``trace_pixel(config, inputs, fpixel, spixel)`` returns the
   intermediate quantities of one pixel and its value, record for record the same
   names, loop indices, order and skips as the C engine's
-  :meth:`~pybragg.engines.c_engine.Plan.trace` (what ``pybragg trace`` lines up).
+  :meth:`~pybragg.engines.c_engine.trace_pixel` (what ``pybragg trace`` lines up).
   The values are the torch engine's own: the kernel runs on a one-pixel chunk with a
   recorder that keeps its intermediate tensors (off, and free, when rendering), and
   they are laid out in the C engine's loop order (layer, sub-pixel slow, sub-pixel
@@ -21,7 +21,7 @@ Three entry points:
   the value in effect at that step of its loop; ``I_sum`` is the running sum of the
   kernel's terms in loop order.
 
-Everything discrete comes from the C plan (:class:`~pybragg.engines.c_engine.Plan`)
+Everything discrete comes from the C plan (:class:`~pybragg.plan.Plan`)
 and the configuration as they are: pixel counts, region of interest and mask,
 oversampling and the three ``oversample_*`` toggles, sensor layers, phi steps,
 mosaic domain count and their random numbers, sources (directions, relative
@@ -127,9 +127,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from pybragg.config import Config, Convention, Pivot, Shape
-from pybragg.engines.c_engine import Plan, TraceRecord, random_uniform
 from pybragg.inputs import Inputs
-from pybragg.result import Result
+from pybragg.noise import random_uniform
+from pybragg.plan import Plan
+from pybragg.result import Result, TraceRecord
 
 __all__ = ["PARAMETERS", "TorchModel", "render", "trace_pixel"]
 
@@ -1315,7 +1316,7 @@ def trace_pixel(
 ) -> tuple[list[TraceRecord], float]:
     """The intermediate quantities of one pixel as the torch engine computes them.
 
-    The same records as :meth:`pybragg.engines.c_engine.Plan.trace` (names, loop
+    The same records as :meth:`pybragg.engines.c_engine.trace_pixel` (names, loop
     indices (layer, sub-pixel slow, sub-pixel fast, source, phi step, domain; -1
     where one does not apply), values, loop order and skips), taken from the model's
     kernel run on a one-pixel chunk (see the module docstring), and the pixel's value
