@@ -27,6 +27,9 @@ MODULE_NAME = "pybragg._pybragg_cffi"
 
 SOURCE = '#include "pybragg.h"\n'
 
+# macros of the header that are not part of the binding
+NOT_BOUND_MACROS = {"PB_API"}
+
 
 def make_ffi() -> FFI:
     """The FFI object of the extension module: declarations and C preamble."""
@@ -45,7 +48,8 @@ def declared_names(text: str) -> set[str]:
     text = re.sub(r"//[^\n]*", " ", text)
     names = set()
     for macro in re.findall(r"^\s*#\s*define\s+(\w+)", text, flags=re.MULTILINE):
-        if not macro.endswith("_H"):  # include guard
+        # include guard, and the export attribute (no meaning to cffi)
+        if not macro.endswith("_H") and macro not in NOT_BOUND_MACROS:
             names.add("macro " + macro)
     text = re.sub(r"^\s*#[^\n]*", " ", text, flags=re.MULTILINE)
     names.update("function " + n for n in re.findall(r"\b(pb_\w+)\s*\(", text))

@@ -26,6 +26,20 @@
 extern "C" {
 #endif
 
+/* PB_API marks the library's public functions: the only symbols the shared
+   library exports (it is built with hidden visibility by default). */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#ifdef PB_BUILDING_LIBRARY
+#define PB_API __declspec(dllexport)
+#else
+#define PB_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define PB_API __attribute__((visibility("default")))
+#else
+#define PB_API
+#endif
+
 #define PB_VERSION_MAJOR 0
 #define PB_VERSION_MINOR 1
 
@@ -241,18 +255,18 @@ typedef struct pb_trace_record {
     double values[3];
 } pb_trace_record;
 
-void pb_config_init(pb_config *cfg);
-pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
-void pb_plan_free(pb_plan *plan);
-const pb_geometry *pb_plan_geometry(const pb_plan *plan);
+PB_API void pb_config_init(pb_config *cfg);
+PB_API pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
+PB_API void pb_plan_free(pb_plan *plan);
+PB_API const pb_geometry *pb_plan_geometry(const pb_plan *plan);
 /* n x 5 array: unit direction from sample to source (x, y, z), weight, lambda (m) */
-const double *pb_plan_sources(const pb_plan *plan, int *n);
+PB_API const double *pb_plan_sources(const pb_plan *plan, int *n);
 /* n x 9 row-major rotation matrices, the first is the identity */
-const double *pb_plan_mosaic(const pb_plan *plan, int *n);
+PB_API const double *pb_plan_mosaic(const pb_plan *plan, int *n);
 
 /* Render into image (fpixels*spixels floats, slow-major); pixels outside the ROI
    or the mask are left untouched (callers pass a zeroed buffer). */
-int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
+PB_API int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
               const pb_render_options *opts, pb_error *err);
 
 /* Evaluate one pixel (fast, slow) and report its intermediate quantities in
@@ -263,24 +277,24 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
    F_cell and the running sum, and finally the scale and the pixel value.
    Writes at most `capacity` records; *count receives how many there are.
    The pixel loop of pb_render does not trace and pays nothing for it. */
-int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
+PB_API int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
                    int *count, double *value, pb_error *err);
 
 /* Statistics of an image rendered for this plan, as pb_render reports them
    (omega_sum and interpolation_fallbacks are left 0).  PB_ERR_INVALID without a plan,
    image or stats, PB_ERR_NOMEM without memory for one row's partial sums per row. */
-int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
+PB_API int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
 
 /* Poisson noise image as the reference draws it, pixel by pixel in file order
    inside the ROI: out = min(65535, poisson(image) + adc), 0 outside the ROI. */
-int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
+PB_API int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
              long seed, double adc_offset, uint16_t *out,
              double *photons, long *overloads, pb_error *err);
 
 /* The reference's uniform generator, exposed for tests: n deviates from seed. */
-int pb_random_uniform(long seed, int n, float *out);
+PB_API int pb_random_uniform(long seed, int n, float *out);
 
-const char *pb_version(void);
+PB_API const char *pb_version(void);
 
 #ifdef __cplusplus
 }
