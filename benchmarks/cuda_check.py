@@ -49,7 +49,7 @@ def check_golden(golden: Path, device: str) -> tuple[list[dict], int]:
             ref = np.frombuffer(gzip.decompress((golden / name / "float.bin.gz").read_bytes()), dtype="<f4")
             for dtype in ("float64", "float32"):
                 start = time.perf_counter()
-                sim = pybragg.Simulator.from_args(case_args(golden, name, data), backend="torch", dtype=dtype,
+                sim = pybragg.from_args(case_args(golden, name, data), backend="torch", dtype=dtype,
                                                   device=device, notice=print)
                 image = sim.run().image.astype(np.float64).ravel()
                 seconds = time.perf_counter() - start
@@ -78,12 +78,12 @@ def timings(golden: Path, device: str) -> list[dict]:
               "-N", "5", "-lambda", "1", "-distance", "100", "-detpixels", "1024", "-pixel", "0.1"]
     out = []
     for label, args in (("pilatus_frame", frame), ("simple_1024", simple)):
-        c = pybragg.Simulator.from_args(args, backend="c")
+        c = pybragg.from_args(args, backend="c")
         c.run()
         t_c = min(c.run().seconds for _ in range(2))
         row = {"case": label, "c_cpu_seconds": t_c, "cpu_threads": os.cpu_count()}
         for dtype in ("float64", "float32"):
-            sim = pybragg.Simulator.from_args(args, backend="torch", dtype=dtype, device=device)
+            sim = pybragg.from_args(args, backend="torch", dtype=dtype, device=device)
             sim.run()  # warm-up
             torch.cuda.reset_peak_memory_stats()
             t = min(sim.run().seconds for _ in range(3))

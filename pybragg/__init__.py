@@ -1,7 +1,7 @@
 """pybragg: nanoBragg's diffraction-image model with a C engine and a torch engine.
 
 >>> import pybragg
->>> sim = pybragg.Simulator.from_args("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 32".split())
+>>> sim = pybragg.from_args("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 32".split())
 >>> sim.run().image.shape
 (32, 32)
 """
@@ -18,6 +18,7 @@ from pybragg.config import (
     Shape,
 )
 from pybragg.errors import BackendUnavailable, EngineError, PybraggError, UsageError
+from pybragg.flags import from_args
 from pybragg.inputs import Inputs
 from pybragg.result import Geometry, Result, Stats
 from pybragg.simulator import Simulator
@@ -46,4 +47,5 @@ __all__ = [
     "__version__",
     "compare",
     "compare_images",
+    "from_args",
 ]

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from pybragg.config import Config
-from pybragg.engines import DTYPES, select_engine
+from pybragg.engines import DEFAULT_BACKEND, DTYPES, select_engine
 from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
 from pybragg.result import Result
 
 
 class Simulator:
-    """Render a :class:`~pybragg.config.Config` with the C or the torch engine.
+    """Render a :class:`~pybragg.config.Config` with an engine of the registry
+    (:data:`pybragg.engines.ENGINES`; ``auto`` by default, as on the command line).
 
-    >>> sim = Simulator.from_args(["-cell", "100", "100", "100", "90", "90", "90",
-    ...                            "-default_F", "100", "-N", "5", "-detpixels", "64"])
+    Built from nanoBragg flags with :func:`pybragg.from_args`:
+
+    >>> import pybragg
+    >>> sim = pybragg.from_args(["-cell", "100", "100", "100", "90", "90", "90",
+    ...                          "-default_F", "100", "-N", "5", "-detpixels", "64"])
     >>> result = sim.run()
     >>> result.image.shape
     (64, 64)
@@ -26,7 +30,7 @@ class Simulator:
         self,
         config: Config,
         inputs: Inputs | None = None,
-        backend: str = "c",
+        backend: str = DEFAULT_BACKEND,
         dtype: str = "float64",
         device: str | None = None,
         threads: int = 0,
@@ -44,33 +48,8 @@ class Simulator:
         self.memory_budget_gib = memory_budget_gib
         say = notice or (lambda message: print(message, file=sys.stderr))
         self.backend, self._engine, self.device = select_engine(backend, device, say)
-        #: set by :meth:`from_args`: the parsed command line (outputs, seeds, paths)
-        self.invocation = None
-
-    @classmethod
-    def from_args(cls, argv: Sequence[str], **overrides: object) -> Simulator:
-        """Build a simulator from nanoBragg flags (plus ``--backend`` etc.).
-
-        Files named by the flags (``-hkl``, ``-mat``, ``-mask``, ``-sourcefile``,
-        a ``Fdump.bin`` cache) are read now.  Keyword arguments override the
-        engine flags (``backend``, ``dtype``, ``device``, ``threads``).
-        """
-        from pybragg.cli.parse import parse_args
-        from pybragg.load import load_inputs
-
-        inv = parse_args(list(argv))
-        inputs = load_inputs(inv, write_dump=bool(overrides.pop("write_dump", False)))
-        kwargs: dict[str, object] = {
-            "backend": inv.backend,
-            "dtype": inv.dtype,
-            "device": inv.device,
-            "threads": inv.threads,
-            "memory_budget_gib": inv.memory_budget_gib,
-        }
-        kwargs.update(overrides)
-        sim = cls(inv.config, inputs, **kwargs)  # type: ignore[arg-type]
-        sim.invocation = inv
-        return sim
+        #: set by :func:`pybragg.from_args`: the parsed command line (outputs, seeds, paths)
+        self.invocation: object | None = None
 
     def run(self, progress: Callable[[float], None] | None = None) -> Result:
         """Render the image; ``progress(fraction)`` is called now and then."""
@@ -83,4 +62,3 @@ class Simulator:
             progress=progress,
             memory_budget_gib=self.memory_budget_gib,
         )
-

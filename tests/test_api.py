@@ -26,6 +26,7 @@ from pybragg import (
     UsageError,
 )
 from pybragg.engines import torch_available
+from pybragg.flags import from_args
 from pybragg.io.hkl import HKLTable
 
 FAST, SLOW = 40, 30
@@ -212,7 +213,7 @@ def test_python_config_equals_command_line(plain: Result) -> None:
     args = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", str(0.03 * deg), str(0.05 * deg),
             str(0.07 * deg), "-N", "5", "-default_F", "100", "-lambda", "1", "-detpixels_x", str(FAST),
             "-detpixels_y", str(SLOW), "-pixel", "0.1", "-distance", "50", "-oversample", "1"]
-    sim = Simulator.from_args(args, backend="c")
+    sim = from_args(args, backend="c")
     assert sim.invocation is not None
     result = sim.run()
     assert_allclose(result.image, plain.image, rtol=1e-6, atol=0)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pybragg.cli.flags import BY_NAME, FLAGS, GROUP_TITLES, GROUPS, RTD, Kind
 from pybragg.cli.help import format_flag_reference_markdown, format_help
-from pybragg.cli.parse import Invocation, parse_args
 from pybragg.config import Convention, Misset, Pivot, Shape
 from pybragg.errors import UsageError
+from pybragg.flags.parse import Invocation, parse_args
+from pybragg.flags.table import BY_NAME, FLAGS, GROUP_TITLES, GROUPS, RTD, Kind
 from pybragg.io.errors import FormatError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from golden import run_cli
 from pybragg.cli.tools import align_traces, read_trace_log
 from pybragg.compare import compare_images
 from pybragg.engines.c_engine import trace_pixel as c_trace_pixel
+from pybragg.flags import from_args
 from pybragg.plan import Plan
-from pybragg.simulator import Simulator
 
 SIMPLE = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2", "-N", "5",
           "-distance", "100", "-detpixels", "256", "-pixel", "0.1"]
@@ -46,7 +46,7 @@ def expected_simple_pixel(slow: int, fast: int) -> dict[str, object]:
 
 @pytest.mark.parametrize("slow, fast", [(100, 140), (128, 128), (10, 250)])
 def test_c_trace_matches_independent_numbers(slow: int, fast: int) -> None:
-    sim = Simulator.from_args(SIMPLE)
+    sim = from_args(SIMPLE)
     plan = Plan(sim.config, sim.inputs)
     records, value = c_trace_pixel(plan.config, None, fast, slow, plan=plan)
     got = {r.name: np.array(r.values) for r in records}
@@ -67,7 +67,7 @@ def test_c_trace_matches_independent_numbers(slow: int, fast: int) -> None:
 def test_trace_records_every_loop_position() -> None:
     args = SIMPLE + ["-oversample", "2", "-phisteps", "3", "-osc", "0.3", "-mosaic", "0.2", "-mosaic_dom", "2",
                      "-dispersion", "1", "-dispsteps", "2"]
-    sim = Simulator.from_args(args)
+    sim = from_args(args)
     records, _ = c_trace_pixel(sim.config, sim.inputs, 100, 100)
     hkl = [r.index for r in records if r.name == "hkl"]
     # 2x2 sub-pixels x 2 sources x 3 phi steps x 2 domains
@@ -92,7 +92,7 @@ def test_trace_command_c_engine_json(tmp_path) -> None:
 
 
 def test_trace_against_log_marks_first_difference(tmp_path) -> None:
-    sim = Simulator.from_args(SIMPLE)
+    sim = from_args(SIMPLE)
     records, _ = c_trace_pixel(sim.config, sim.inputs, 140, 100)
     lines = []
     for r in records:
@@ -126,9 +126,9 @@ def test_compare_finds_a_planted_beam_centre_shift(tmp_path) -> None:
     """One image with the beam centre moved by one pixel: compare says where."""
     args = ["-cell", "100", "100", "100", "90", "90", "90", "-misset", "10", "20", "30", "-default_F", "100",
             "-N", "10", "-lambda", "1", "-distance", "100", "-detpixels", "128", "-pixel", "0.1"]
-    base = Simulator.from_args(args).run()
+    base = from_args(args).run()
     # MOSFLM default Xbeam is (12.8 + 0.1) / 2 + 6.4 = 12.85 mm; move it by one 0.1 mm pixel
-    shifted = Simulator.from_args(args + ["-Xbeam", "12.95"]).run()
+    shifted = from_args(args + ["-Xbeam", "12.95"]).run()
     (tmp_path / "shifted.bin").write_bytes(shifted.image.astype("<f4").tobytes())
     proc = run_cli(["compare", "--engines", "c", "--against", "shifted.bin", "--threshold", "0.999",
                     "--outdir", "out", "--", *args], tmp_path)

@@ -20,8 +20,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 from golden import GOLDEN, load_case
-from pybragg.cli.parse import parse_args
 from pybragg.config import Config, Convention, Pivot
+from pybragg.flags.parse import parse_args
 from pybragg.plan import Plan
 
 DEG = math.pi / 180.0

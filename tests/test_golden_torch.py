@@ -16,8 +16,8 @@ import pytest
 import torch  # noqa: F401 - the torch engine is required here, never skipped
 
 from golden import case_names, compare_float, load_case, scratch
-from pybragg import Simulator
 from pybragg.engines import torch_engine
+from pybragg.flags import from_args
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -25,7 +25,7 @@ from pybragg.engines import torch_engine
 def test_golden_case_torch(name: str, dtype: str, tmp_path, monkeypatch) -> None:
     case = load_case(name)
     monkeypatch.chdir(scratch(tmp_path))
-    sim = Simulator.from_args(case.full_args(), backend="torch", dtype=dtype, device="cpu", threads=2)
+    sim = from_args(case.full_args(), backend="torch", dtype=dtype, device="cpu", threads=2)
     assert sim.backend == "torch"
     result = sim.run()
     assert result.backend == "torch" and result.dtype == dtype
@@ -53,8 +53,8 @@ STATS_CASES = {
 def test_torch_stats_match_c_engine(name: str, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(scratch(tmp_path))
     args = STATS_CASES[name] or load_case(name).full_args()
-    c = Simulator.from_args(args, backend="c", threads=2).run()
-    t = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=2).run()
+    c = from_args(args, backend="c", threads=2).run()
+    t = from_args(args, backend="torch", dtype="float64", device="cpu", threads=2).run()
     compare_float(t.image, c.image, "float64")
     sc, st = c.stats, t.stats
     assert st.n == sc.n and st.max_I_pixel == sc.max_I_pixel
@@ -70,9 +70,9 @@ def test_torch_chunking_and_threads_do_not_change_the_image(tmp_path, monkeypatc
     case = load_case("mosaic")
     monkeypatch.chdir(scratch(tmp_path))
     args = case.full_args() + ["-roi", "100", "139", "110", "149"]
-    whole = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    whole = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     seen: list[float] = []
-    small = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=3,
+    small = from_args(args, backend="torch", dtype="float64", device="cpu", threads=3,
                                 memory_budget_gib=1e-4).run(progress=seen.append)
     assert small.extras["chunk_pixels"] < 100
     assert seen and seen[-1] == 1.0 and all(a <= b for a, b in itertools.pairwise(seen))
@@ -84,10 +84,10 @@ def test_torch_pieces_do_not_change_the_image(tmp_path, monkeypatch) -> None:
     case = load_case("pilatus_roi")
     monkeypatch.chdir(scratch(tmp_path))
     args = case.full_args()
-    whole = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    whole = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 50)
     monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 400)
-    pieces = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    pieces = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     assert pieces.extras["chunk_pixels"] == 400
     np.testing.assert_array_equal(pieces.image, whole.image)
 
@@ -112,10 +112,10 @@ def test_torch_table_bound_skips_only_needless_clamps(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 16)
     monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 16)
     monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", spy)
-    skipping = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    skipping = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     assert True in verdicts and False in verdicts
     monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", lambda self, ctx, dif: False)
-    clamping = Simulator.from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
+    clamping = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     np.testing.assert_array_equal(skipping.image, clamping.image)
-    c = Simulator.from_args(args, backend="c", threads=1).run()
+    c = from_args(args, backend="c", threads=1).run()
     compare_float(skipping.image, c.image, "float64")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from pybragg.cli.parse import parse_args
 from pybragg.engines.torch_engine import PARAMETERS, TorchModel, render
-from pybragg.load import load_inputs
+from pybragg.flags.load import load_inputs
+from pybragg.flags.parse import parse_args
 
 BASE = ("-cell 70 80 90 80 85 95 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 100 "
         "-detpixels 6 -pixel 4 -oversample 1")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pybragg
 from golden import FLOAT_BARS
-from pybragg.simulator import Simulator
+from pybragg.flags import from_args
 
 
 def _num(x: float) -> str:
@@ -109,7 +109,7 @@ def configurations(draw: st.DrawFn) -> list[str]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(configurations())
 def test_c_and_torch_agree(args: list[str]) -> None:
-    sim = Simulator.from_args(args)
+    sim = from_args(args)
     comparison = pybragg.compare(sim.config, sim.inputs, engines=("c", "torch"), dtype="float64", threads=1)
     c_image, torch_image = (r.image for r in comparison.extras["results"])
     tol, corr_min = FLOAT_BARS["float64"]

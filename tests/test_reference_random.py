@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from pybragg.cli.main import ProgressBar
+from pybragg.flags import from_args
 from pybragg.noise import random_uniform
 from pybragg.plan import Plan
-from pybragg.simulator import Simulator
 
 CELL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "16"]
 
@@ -27,14 +27,14 @@ CELL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N
     (77, (-50.433049, 15.844024, 15.618692)),
 ])
 def test_random_misset_angles_match_the_reference(seed: int, angles: tuple[float, float, float]) -> None:
-    sim = Simulator.from_args(["-misset", "random", "-misset_seed", str(seed), *CELL])
+    sim = from_args(["-misset", "random", "-misset_seed", str(seed), *CELL])
     got = [math.degrees(x) for x in Plan(sim.config, sim.inputs).geometry.misset]
     assert got == pytest.approx(angles, abs=5e-7)
 
 
 def test_random_misset_cell_vectors_match_the_reference() -> None:
     """Real-space axes the reference printed for seed 4242 (Angstrom, 8 decimals)."""
-    sim = Simulator.from_args(["-misset", "random", "-misset_seed", "4242", *CELL])
+    sim = from_args(["-misset", "random", "-misset_seed", "4242", *CELL])
     g = Plan(sim.config, sim.inputs).geometry
     assert [x * 1e10 for x in g.a] == pytest.approx([-88.16224483, -6.81324689, 46.70115902], abs=1e-8)
     assert [x * 1e10 for x in g.b] == pytest.approx([-20.45417237, 94.69243284, -24.79858859], abs=1e-8)
@@ -71,7 +71,7 @@ def test_uniform_generator_matches_an_independent_model(seed: int) -> None:
 
 
 def test_mosaic_domains_are_rotations_and_the_first_is_identity() -> None:
-    sim = Simulator.from_args([*CELL, "-mosaic", "1", "-mosaic_dom", "5", "-mosaic_seed", "777"])
+    sim = from_args([*CELL, "-mosaic", "1", "-mosaic_dom", "5", "-mosaic_seed", "777"])
     U = Plan(sim.config, sim.inputs).mosaic
     assert U.shape == (5, 3, 3)
     assert (U[0] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]).all()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from golden import compare_float, load_case, scratch, smv_pixels
+from pybragg.flags import from_args
 from pybragg.noise import noise_image, random_uniform
-from pybragg.output import roi_mask
-from pybragg.simulator import Simulator
+from pybragg.writers import roi_mask
 
 CASES = [
     "interp_saxs_N1", "mosaic", "mask", "sourcefile", "oversample_toggles", "absorption_oversample_thick",
@@ -31,7 +31,7 @@ CASES = [
 def test_case_in_process(name: str, tmp_path, monkeypatch) -> None:
     case = load_case(name)
     monkeypatch.chdir(scratch(tmp_path))
-    sim = Simulator.from_args(case.full_args(), backend="c", threads=2)
+    sim = from_args(case.full_args(), backend="c", threads=2)
     result = sim.run()
     ref = np.frombuffer(case.reference("float.bin"), dtype="<f4").reshape(result.image.shape)
     compare_float(result.image, ref)

@@ -27,6 +27,7 @@ from pybragg.cli.main import main as cli_main
 from pybragg.cli.tools import align_traces
 from pybragg.engines.c_engine import trace_pixel as c_trace_pixel
 from pybragg.engines.torch_engine import TorchModel, trace_pixel
+from pybragg.flags import from_args
 from pybragg.plan import Plan
 from pybragg.result import TraceRecord
 
@@ -77,7 +78,7 @@ def _unexplained(c: list[TraceRecord], t: list[TraceRecord], rtol: float = RTOL)
 
 
 def _sim(args: list[str]) -> Simulator:
-    return Simulator.from_args(args, backend="c", threads=2)
+    return from_args(args, backend="c", threads=2)
 
 
 def _pixels(sim: Simulator) -> list[tuple[int, int]]:

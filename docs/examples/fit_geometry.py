@@ -51,7 +51,7 @@ def params_from(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def fit(rounds: int = 4, verbose: bool = True) -> dict[str, float]:
     """Fit the perturbed geometry to the simulated target; return the fitted values."""
-    sim = pybragg.Simulator.from_args(FLAGS)
+    sim = pybragg.from_args(FLAGS)
     model = TorchModel(sim.config, sim.inputs, dtype="float64")
     truth = {k: torch.tensor(v, dtype=torch.float64) for k, v in TRUTH.items()}
     with torch.no_grad():

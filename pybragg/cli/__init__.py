@@ -1,6 +1,6 @@
-"""The ``pybragg`` command line: flag table, parser and help text.
+"""The ``pybragg`` command: ``main`` (render), ``tools`` (``compare``, ``trace``), ``help``.
 
-:mod:`pybragg.cli.flags` holds the one table of every flag,
-:mod:`pybragg.cli.parse` turns an argument list into an :class:`~pybragg.cli.parse.Invocation`
-and :mod:`pybragg.cli.help` renders the table as help text and as Markdown.
+The flag language itself (table, parser, input loading) is :mod:`pybragg.flags`, the writers
+of the output files :mod:`pybragg.writers`; this package only runs them and prints.
+:mod:`pybragg.cli.help` renders the flag table as help text and as Markdown.
 """

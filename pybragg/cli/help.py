@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-from .flags import GROUP_TITLES, GROUPS, Flag, flags_in_group
+from pybragg.flags.table import GROUP_TITLES, GROUPS, Flag, flags_in_group
 
 _WIDTH = 79
 _INTRO = (

@@ -103,8 +103,8 @@ def print_summary(result, out: TextIO) -> None:
 def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse nanoBragg flags, render, print the summary and write the outputs."""
     from pybragg.cli.help import format_help
-    from pybragg.output import check_writable, write_outputs
-    from pybragg.simulator import Simulator
+    from pybragg.flags import from_args
+    from pybragg.writers import check_writable, write_outputs
 
     if any(a in ("-h", "--help", "-help") for a in argv):
         out.write(format_help())
@@ -113,7 +113,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         err.write(format_help())
         return 2
     # the Fdump.bin cache is written only once the run has succeeded (no file is left by a failed run)
-    sim = Simulator.from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
+    sim = from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
     inv = sim.invocation
     o = inv.outputs
     wanted = [p for p in (o.floatfile, o.intfile) if p]

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from pybragg.engines import ENGINES
 from pybragg.errors import EngineError, PybraggError, UsageError
 
 EXIT_ENGINE = 3
@@ -49,17 +50,17 @@ def _split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _engines(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names or any(n not in ("c", "torch") for n in names):
-        raise UsageError(f"--engines: expected names from c,torch, got {text!r}")
+    if not names or any(n not in ENGINES for n in names):
+        raise UsageError(f"--engines: expected names from {','.join(ENGINES)}, got {text!r}")
     return names
 
 
 def _simulator(flags: list[str], backend: str, dtype: str, device: str | None):
     """A simulator on exactly the engine asked for (no silent fallback here)."""
-    from pybragg.simulator import Simulator
+    from pybragg.flags import from_args
 
     notices: list[str] = []
-    sim = Simulator.from_args(flags, backend=backend, dtype=dtype, device=device, notice=notices.append)
+    sim = from_args(flags, backend=backend, dtype=dtype, device=device, notice=notices.append)
     if sim.backend != backend:
         raise EngineError(f"the {backend} engine is not available here ({'; '.join(notices) or 'no reason given'})")
     return sim
@@ -125,7 +126,7 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--outdir", default=None, help="write summary.json and PNG previews here")
     p.add_argument("--against", default=None, metavar="FILE",
                    help="raw float32 image (slow-major) from another program, compared with --engines' first")
-    p.add_argument("--engines", default="c,torch", help="two engines to compare (default c,torch)")
+    p.add_argument("--engines", default=",".join(ENGINES), help=f"two engines to compare (default {','.join(ENGINES)})")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--device", default=None)
     o = p.parse_args(opts)
@@ -193,19 +194,15 @@ class TraceRow:
     differs: bool = False
 
 
-def _trace_records(engine: str, base, plan, fpixel: int, spixel: int, dtype: str,
-                   device: str | None):
+def _trace_records(engine: str, base, fpixel: int, spixel: int, dtype: str, device: str | None):
     """One engine's trace of a pixel, from the configuration and inputs already loaded."""
-    if engine == "c":
-        from pybragg.engines import c_engine
-
-        return c_engine.trace_pixel(base.config, base.inputs, fpixel, spixel, plan=plan)
     from pybragg.engines import select_engine
 
     notices: list[str] = []
-    name, module, dev = select_engine("torch", device, notices.append)
-    if name != "torch":
-        raise EngineError(f"the torch engine is not available here ({'; '.join(notices) or 'no reason given'})")
+    name, module, dev = select_engine(engine, device, notices.append)
+    if name != engine:
+        raise EngineError(f"the {ENGINES[engine].title} engine is not available here "
+                          f"({'; '.join(notices) or 'no reason given'})")
     return module.trace_pixel(base.config, base.inputs, fpixel, spixel, dtype=dtype, device=dev)
 
 
@@ -301,7 +298,7 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--step", action="append", default=[], metavar="KEY=N",
                    help=f"keep only this loop position ({', '.join(INDEX_KEYS)}); repeatable")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.add_argument("--engines", default="c,torch", help="engines to trace (default c,torch)")
+    p.add_argument("--engines", default=",".join(ENGINES), help=f"engines to trace (default {','.join(ENGINES)})")
     p.add_argument("--against-log", default=None, metavar="FILE",
                    help="a third implementation's trace, one 'NAME value [value...]' line per quantity")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
@@ -324,7 +321,7 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     pixel_values: dict[str, float] = {}
     for engine in engines:
         try:
-            records, value = _trace_records(engine, base, plan, fpixel, spixel, o.dtype, o.device)
+            records, value = _trace_records(engine, base, fpixel, spixel, o.dtype, o.device)
         except EngineError:
             raise
         except (RuntimeError, ValueError) as exc:

@@ -1,29 +1,89 @@
-"""Engine selection: the C engine and the torch engine behind one entry point.
+"""The engine registry: every engine behind one entry point.
 
-Each engine module offers ``render(config, inputs, *, dtype, device, threads,
-progress, memory_budget_gib) -> Result``.  ``auto`` picks torch on a GPU and the
-C engine otherwise; a torch request that cannot be honoured falls back to the C
-engine with a one-line notice (the model is pyFAI's choice of integrators).
+Each engine module offers ``render(config, inputs, *, dtype, device, threads, progress,
+memory_budget_gib) -> Result`` and ``trace_pixel(config, inputs, fpixel, spixel, ...)``.
+:data:`ENGINES` declares each engine once -- its name, how to tell whether it can run here,
+the device kinds it runs on and the engine to fall back to -- in the spirit of pyFAI's method
+registry; the ``--backend`` choices, ``auto``, the fallback notices and the tests' engine
+parametrization all come from it.  ``auto`` picks the first engine (in registry order) that
+is available and has a GPU to run on, and otherwise :data:`CPU_DEFAULT`; a request that cannot
+be honoured falls back along ``fallback`` with a one-line notice.
 """
 
 from __future__ import annotations
 
 import ctypes.util
+import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 from pybragg.errors import BackendUnavailable, UsageError
 
-BACKENDS = ("auto", "c", "torch")
 DTYPES = ("float64", "float32")
 
 
 def torch_available() -> bool:
     """True when torch can be imported."""
     return importlib.util.find_spec("torch") is not None
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: what it is called, where it lives, what it runs on."""
+
+    name: str
+    #: how messages call it ("the C engine")
+    title: str
+    #: the module holding ``render`` and ``trace_pixel``
+    module: str
+    #: one line for ``--help`` and notices
+    description: str
+    #: whether the engine can be imported here (cheap: nothing heavy is imported)
+    available: Callable[[], bool]
+    #: device kinds (torch device types) it renders on
+    devices: tuple[str, ...]
+    #: the engine used instead when this one cannot run
+    fallback: str | None = None
+    #: whether ``dtype`` chooses its arithmetic (the C engine always renders in double)
+    honours_dtype: bool = True
+
+    def load(self) -> ModuleType:
+        """Import and return the engine module."""
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:  # pragma: no cover - dependency present but engine broken
+            raise BackendUnavailable(f"{self.name} engine unavailable: {exc}") from exc
+
+
+#: every engine (``auto`` takes the first that runs on a GPU where one is present)
+ENGINES: dict[str, EngineSpec] = {
+    spec.name: spec
+    for spec in (
+        EngineSpec("c", "C", "pybragg.engines.c_engine", "C99 with OpenMP: the CPU engine",
+                   available=_always, devices=("cpu",), honours_dtype=False),
+        EngineSpec("torch", "torch", "pybragg.engines.torch_engine", "PyTorch: vectorized, differentiable, CPU or GPU",
+                   available=torch_available, devices=("cpu", "cuda"), fallback="c"),
+    )
+}
+#: ``auto`` without a GPU
+CPU_DEFAULT = "c"
+#: what ``--backend`` and :class:`~pybragg.simulator.Simulator` use when nothing is said
+DEFAULT_BACKEND = "auto"
+#: the choices of ``--backend``
+BACKENDS = ("auto", *ENGINES)
+
+
+def available_engines() -> tuple[str, ...]:
+    """Names of the engines that can run here."""
+    return tuple(name for name, spec in ENGINES.items() if spec.available())
 
 
 # device files (Linux) and libraries (Windows) of the GPU drivers that torch.cuda runs
@@ -65,8 +125,17 @@ def _torch_device_usable(device: str | None) -> tuple[bool, str]:
     return True, name
 
 
+def _auto(device: str | None) -> str:
+    """The engine ``auto`` means: a GPU engine where a GPU is asked for or present."""
+    wants_gpu = device not in (None, "cpu")
+    for name, spec in ENGINES.items():
+        if "cuda" in spec.devices and spec.available() and (wants_gpu or _cuda_available()):
+            return name
+    return CPU_DEFAULT
+
+
 def select_engine(
-    backend: str = "auto", device: str | None = None, notice: Callable[[str], None] | None = None
+    backend: str = DEFAULT_BACKEND, device: str | None = None, notice: Callable[[str], None] | None = None
 ) -> tuple[str, ModuleType, str | None]:
     """Resolve ``backend`` to ``(name, engine module, device)``.
 
@@ -75,29 +144,27 @@ def select_engine(
     if backend not in BACKENDS:
         raise UsageError(f"--backend: unknown engine {backend!r} (choose from {', '.join(BACKENDS)})")
     say = notice or (lambda message: None)
-    if backend == "auto":
-        backend = "torch" if (device not in (None, "cpu") or _cuda_available()) else "c"
-        if backend == "torch" and not torch_available():
-            backend = "c"
-    if backend == "torch":
-        if not torch_available():
-            say("notice: torch is not installed; using the C engine")
-            backend = "c"
-        else:
+    name = _auto(device) if backend == "auto" else backend
+    while True:
+        spec = ENGINES[name]
+        reason = None
+        if not spec.available():
+            reason = f"{name} is not installed"
+        elif spec.devices != ("cpu",):
             ok, detail = _torch_device_usable(device)
-            if not ok:
-                say(f"notice: {detail}; using the C engine")
-                backend = "c"
-            else:
+            if ok:
                 device = detail
-    if backend == "c":
+            else:
+                reason = detail
+        if reason is None or spec.fallback is None:
+            break
+        if backend != "auto":
+            say(f"notice: {reason}; using the {ENGINES[spec.fallback].title} engine")
+        name = spec.fallback
+    if reason is not None:
+        raise BackendUnavailable(f"{name} engine unavailable: {reason}")
+    if spec.devices == ("cpu",):
         if device not in (None, "cpu"):
-            say(f"notice: the C engine runs on the CPU, not {device}")
-        from pybragg.engines import c_engine
-
-        return "c", c_engine, "cpu"
-    try:
-        from pybragg.engines import torch_engine
-    except ImportError as exc:  # pragma: no cover - torch present but engine broken
-        raise BackendUnavailable(f"torch engine unavailable: {exc}") from exc
-    return "torch", torch_engine, device
+            say(f"notice: the {spec.title} engine runs on the CPU, not {device}")
+        device = "cpu"
+    return name, spec.load(), device

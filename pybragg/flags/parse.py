@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from ..config import Config, Misset
 from ..errors import UsageError
 from ..io.errors import FormatError
-from .flags import ABSORB, RTD, Flag, Kind, lookup
+from .table import ABSORB, RTD, Flag, Kind, lookup
 
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _INT_RE = re.compile(r"[+-]?\d+\Z")

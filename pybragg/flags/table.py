@@ -4,12 +4,12 @@ Each :class:`Flag` says how the flag is spelled (canonical name and aliases),
 what values follow it (count, kind, placeholders), in which unit they are typed
 and how they become SI, where they are stored, what else they switch (pivot,
 convention, output toggles) and what the help text says about them.  The
-parser (:mod:`pybragg.cli.parse`) and the help/Markdown renderers
+parser (:mod:`pybragg.flags.parse`) and the help/Markdown renderers
 (:mod:`pybragg.cli.help`) are both driven by :data:`FLAGS`; nothing about an
 individual flag is written anywhere else, except the few ``action`` handlers
 whose effect is more than "store these numbers".
 
-Targets are dotted paths into the :class:`~pybragg.cli.parse.Invocation`:
+Targets are dotted paths into the :class:`~pybragg.flags.parse.Invocation`:
 ``config.detector.distance``, ``outputs.floatfile``, ``extras.density``,
 ``printout_pixel``; a trailing ``[i]`` sets one element of a tuple field.
 
@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..config import Convention, Misset, Pivot, Shape
+from ..engines import BACKENDS, DEFAULT_BACKEND, DTYPES
 
 #: degrees per radian, computed as the reference computes it (180 * 1/pi)
 RTD = 180.0 * 0.318309886183790671538
@@ -574,11 +575,11 @@ FLAGS: tuple[Flag, ...] = (
     # ------------------------------------------------------------------- engine
     Flag("--backend", "engine", "engine that renders the image",
          kind=Kind.KEYWORD, metavars=("NAME",),
-         keywords=(("c", "c"), ("torch", "torch"), ("auto", "auto")),
-         targets=("backend",), default="auto"),
+         keywords=tuple((name, name) for name in BACKENDS),
+         targets=("backend",), default=DEFAULT_BACKEND),
     Flag("--dtype", "engine", "floating-point precision of the engine",
          kind=Kind.KEYWORD, metavars=("TYPE",),
-         keywords=(("float64", "float64"), ("float32", "float32")),
+         keywords=tuple((name, name) for name in DTYPES),
          targets=("dtype",), default="float64"),
     Flag("--device", "engine", "torch device, e.g. cpu or cuda:0",
          kind=Kind.TEXT, metavars=("DEV",), targets=("device",), default="auto"),
