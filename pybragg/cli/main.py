@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 usage error (bad flag or value), 1 any other failure
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
@@ -178,14 +179,20 @@ def _write_dump(sim, out: TextIO, err: TextIO) -> None:
     out.write(f"  wrote {dump}\n")
 
 
+#: ``pybragg NAME ...`` -> the module whose ``main(name, args, out, err) -> int`` runs it
+SUBCOMMANDS: dict[str, str] = {
+    "compare": "pybragg.cli.tools",
+    "trace": "pybragg.cli.tools",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pybragg`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args and args[0] in ("compare", "trace"):
-            from pybragg.cli import tools
-
-            return tools.main(args[0], args[1:], sys.stdout, sys.stderr)
+        if args and args[0] in SUBCOMMANDS:
+            module = importlib.import_module(SUBCOMMANDS[args[0]])
+            return module.main(args[0], args[1:], sys.stdout, sys.stderr)
         return run_simulation(args, sys.stdout, sys.stderr)
     except UsageError as exc:
         sys.stderr.write(f"pybragg: error: {exc}\n")
