@@ -221,12 +221,12 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
 int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
                    int *count, double *value, pb_error *err);
 
-int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
+int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats, pb_error *err);
 
 int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
              long seed, double adc_offset, uint16_t *out,
              double *photons, long *overloads, pb_error *err);
 
-int pb_random_uniform(long seed, int n, float *out);
+int pb_random_uniform(long seed, int n, float *out, pb_error *err);
 
 const char *pb_version(void);

@@ -6,7 +6,8 @@
 
 #include <float.h>
 
-#define RAD2DEG (180.0 * 0.318309886183790671538)
+/* the reference draws a random misset as a rotation within a cap of this size */
+#define PB_RANDOM_MISSET_CAP 90.0f
 
 static double clamp_unit(double x)
 {
@@ -35,9 +36,9 @@ int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
         return pb_set_error(err, PB_ERR_INVALID, "no unit cell: give a cell or an orientation matrix");
 
     if (c->has_cell) {
-        len[0] = c->cell[0] * 1e10;
-        len[1] = c->cell[1] * 1e10;
-        len[2] = c->cell[2] * 1e10;
+        len[0] = c->cell[0] * PB_ANGSTROM_PER_M;
+        len[1] = c->cell[1] * PB_ANGSTROM_PER_M;
+        len[2] = c->cell[2] * PB_ANGSTROM_PER_M;
         double al = c->cell[3], be = c->cell[4], ga = c->cell[5];
         if (!(len[0] > 0.0)) return pb_set_error(err, PB_ERR_INVALID, "cell length a must be positive");
         if (len[1] <= 0.0) len[1] = len[0];
@@ -74,9 +75,9 @@ int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     }
     if (c->has_matrix) {
         /* given in 1/m; the engine works in 1/Angstrom here */
-        v3_scale(c->a_star, 1e-10, a_star);
-        v3_scale(c->b_star, 1e-10, b_star);
-        v3_scale(c->c_star, 1e-10, c_star);
+        v3_scale(c->a_star, PB_M_PER_ANGSTROM, a_star);
+        v3_scale(c->b_star, PB_M_PER_ANGSTROM, b_star);
+        v3_scale(c->c_star, PB_M_PER_ANGSTROM, c_star);
     }
 
     /* orientation */
@@ -86,7 +87,7 @@ int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
         pb_rng rng;
         double U[9];
         rng_seed(&rng, c->misset_seed);
-        rng_cap_rotation(&rng, 90.0f, U);
+        rng_cap_rotation(&rng, PB_RANDOM_MISSET_CAP, U);
         rotation_to_xyz_angles(U, misset);
         misset_applied = 1;
     } else if (c->misset_mode == PB_MISSET_ANGLES) {
@@ -137,15 +138,15 @@ int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     g->cell[0] = la;
     g->cell[1] = lb;
     g->cell[2] = lc;
-    g->cell[3] = angle_from(las * V_cell / lb / lc, v3_dot(b, cc) / lb / lc) * RAD2DEG;
-    g->cell[4] = angle_from(lbs * V_cell / la / lc, v3_dot(a, cc) / la / lc) * RAD2DEG;
-    g->cell[5] = angle_from(lcs * V_cell / la / lb, v3_dot(a, b) / la / lb) * RAD2DEG;
+    g->cell[3] = angle_from(las * V_cell / lb / lc, v3_dot(b, cc) / lb / lc) * PB_RAD2DEG;
+    g->cell[4] = angle_from(lbs * V_cell / la / lc, v3_dot(a, cc) / la / lc) * PB_RAD2DEG;
+    g->cell[5] = angle_from(lcs * V_cell / la / lb, v3_dot(a, b) / la / lb) * PB_RAD2DEG;
     g->recip_cell[0] = las;
     g->recip_cell[1] = lbs;
     g->recip_cell[2] = lcs;
-    g->recip_cell[3] = angle_from(la * V_star / lbs / lcs, v3_dot(b_star, c_star) / lbs / lcs) * RAD2DEG;
-    g->recip_cell[4] = angle_from(lb * V_star / las / lcs, v3_dot(a_star, c_star) / las / lcs) * RAD2DEG;
-    g->recip_cell[5] = angle_from(lc * V_star / las / lbs, v3_dot(a_star, b_star) / las / lbs) * RAD2DEG;
+    g->recip_cell[3] = angle_from(la * V_star / lbs / lcs, v3_dot(b_star, c_star) / lbs / lcs) * PB_RAD2DEG;
+    g->recip_cell[4] = angle_from(lb * V_star / las / lcs, v3_dot(a_star, c_star) / las / lcs) * PB_RAD2DEG;
+    g->recip_cell[5] = angle_from(lc * V_star / las / lbs, v3_dot(a_star, b_star) / las / lbs) * PB_RAD2DEG;
     g->volume = V_cell;
     v3_copy(a_star, g->a_star);
     v3_copy(b_star, g->b_star);
@@ -154,9 +155,9 @@ int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     g->misset_applied = misset_applied;
 
     /* to metres */
-    v3_scale(a, 1e-10, g->a);
-    v3_scale(b, 1e-10, g->b);
-    v3_scale(cc, 1e-10, g->c);
+    v3_scale(a, PB_M_PER_ANGSTROM, g->a);
+    v3_scale(b, PB_M_PER_ANGSTROM, g->b);
+    v3_scale(cc, PB_M_PER_ANGSTROM, g->c);
 
     /* number of cells: from the crystal size where given (clipped by the beam) */
     double size[3];

@@ -6,6 +6,9 @@
 
 #include <float.h>
 
+/* the most pixels a detector may have (its indices must fit an int) */
+#define PB_MAX_PIXELS 2.0e9
+
 typedef struct convention_axes {
     double beam[3], fdet[3], sdet[3], odet[3], twotheta_axis[3], polar[3], spindle[3];
 } convention_axes;
@@ -42,7 +45,7 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     if (!(detsize_f > 0.0) || !(detsize_s > 0.0))
         return pb_set_error(err, PB_ERR_INVALID, "detector size must be positive");
     double nf = ceil(detsize_f / px - 0.5), ns = ceil(detsize_s / px - 0.5);
-    if (nf < 1 || ns < 1 || nf * ns > 2.0e9)
+    if (nf < 1 || ns < 1 || nf * ns > PB_MAX_PIXELS)
         return pb_set_error(err, PB_ERR_INVALID, "detector of %gx%g pixels is impossible", nf, ns);
     g->fpixels = (int)nf;
     g->spixels = (int)ns;

@@ -7,16 +7,32 @@
 #include <math.h>
 #include <stdarg.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
 
 /* physical constants */
 #define PB_R_E_SQR 7.94079248018965e-30 /* Thomson cross-section (m^2) */
-#define PB_AVOGADRO 6.02214179e23
-#define PB_WATER_F 2.57
-#define PB_WATER_MW 18.0
-#define PB_SOURCE_DISTANCE 10.0        /* m, for generated sources */
+#define PB_AVOGADRO 6.02214179e23       /* 1/mol */
+#define PB_WATER_F 2.57                 /* structure factor of a water molecule */
+#define PB_WATER_MW 18.0                /* molecular weight of water (g/mol) */
+#define PB_WATER_DENSITY 1e6            /* g/m^3 */
+#define PB_SOURCE_DISTANCE 10.0         /* m, for generated sources */
+
+/* spot shapes: the round transform's scale, so that its integral matches the
+   square one's; the Gaussian's width and the top hat's squared radius (0.63^2) */
+#define PB_ROUND_SCALE 0.723601254558268
+#define PB_GAUSS_SCALE 0.63
+#define PB_TOPHAT_RADIUS_SQR 0.3969
+
+/* units */
+#define PB_RAD2DEG (180.0 * 0.318309886183790671538) /* degrees per radian, as the reference has it */
+#define PB_ANGSTROM_PER_M 1e10
+#define PB_M_PER_ANGSTROM 1e-10
 
 /* "unset" tests for configuration values */
 #define PB_UNSET_OR_NEG(x) (isnan(x) || (x) < 0.0)
@@ -71,13 +87,17 @@ static inline void v3_copy(const double a[3], double out[3])
     out[2] = a[2];
 }
 
-/* ---- rotations (vec.c) ---- */
+/* ---- rotations (rotation.c) ---- */
 /* rotations about lab x, then y, then z (angles that are exactly 0 are skipped) */
 void v3_rotate_xyz(const double v[3], double rx, double ry, double rz, double out[3]);
 /* right-handed rotation of v by angle phi about the unit vector axis */
 void v3_rotate_axis(const double v[3], const double axis[3], double phi, double out[3]);
 /* out = U v for a row-major 3x3 matrix U */
 void v3_matvec(const double U[9], const double v[3], double out[3]);
+/* row-major rotation matrix by angle (rad) about the unit vector (ux, uy, uz) */
+void rotation_from_axis_angle(double ux, double uy, double uz, double angle, double U[9]);
+/* rotation matrix -> angles about x, y, z (the inverse of v3_rotate_xyz) */
+void rotation_to_xyz_angles(const double U[9], double angles[3]);
 
 /* ---- random numbers (random.c) ---- */
 typedef struct pb_rng {
@@ -95,8 +115,6 @@ float rng_gauss(pb_rng *r);
 float rng_poisson(pb_rng *r, float mean);
 /* random rotation within a spherical cap of the given angular size (rad) */
 void rng_cap_rotation(pb_rng *r, float spread, double U[9]);
-/* rotation matrix -> angles about x, y, z (the inverse of v3_rotate_xyz) */
-void rotation_to_xyz_angles(const double U[9], double angles[3]);
 
 /* ---- the plan (plan.c, geometry.c, crystal.c, sources.c) ---- */
 struct pb_plan {
@@ -133,5 +151,29 @@ int sources_build(const pb_config *cfg, const pb_inputs *in, pb_geometry *g,
                   double **out, int *n, pb_error *err);
 /* mosaic domain rotations */
 int mosaic_build(const pb_config *cfg, const pb_geometry *g, double **out, pb_error *err);
+
+/* ---- the pixel loop and the statistics (kernel.c, stats.c) ---- */
+/* OpenMP's default number of threads; 1 without OpenMP */
+static inline int default_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* whether pixel (f, s) is rendered: inside the region of interest and the mask */
+static inline int pixel_selected(const pb_plan *p, int f, int s)
+{
+    const pb_geometry *g = &p->geo;
+    if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) return 0;
+    if (p->mask != NULL && p->mask[(size_t)s * g->fpixels + f] == 0) return 0;
+    return 1;
+}
+
+/* statistics of the selected pixels of image (all but omega_sum and the
+   interpolation fallbacks); PB_ERR_NOMEM without memory for the rows' partial sums */
+int stats_compute(const pb_plan *p, const float *image, pb_stats *st, int nthreads);
 
 #endif

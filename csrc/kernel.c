@@ -9,18 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* Round to the nearest whole number (ties to even) for |x| < 2^51, without a
    library call: adding and subtracting 1.5 * 2^52 drops the fraction in the
    default rounding mode (IEEE semantics forbid folding it away; the engine is
    never built with -ffast-math).  The result equals rint(x). */
+#define PB_ROUND_SHIFTER 6755399441055744.0 /* 1.5 * 2^52 */
 static inline double round_whole(double x)
 {
-    const double shifter = 6755399441055744.0;
-    return (x + shifter) - shifter;
+    return (x + PB_ROUND_SHIFTER) - PB_ROUND_SHIFTER;
 }
 
 /* ceil(x) for |x| < 2^51 */
@@ -69,9 +65,10 @@ static inline double grating_pi(double x, double N, int N_even)
 /* Fourier transform of a sphere, 3 (sin x - x cos x) / x^3.  Near x = 0 the
    difference cancels (the reference then returns noise, or 1 at exactly 0): a
    series takes over below x = 0.01, where it is exact to double precision. */
+#define PB_SPHERE_SERIES_BELOW 0.01
 static inline double sphere_transform(double x)
 {
-    if (fabs(x) < 0.01) {
+    if (fabs(x) < PB_SPHERE_SERIES_BELOW) {
         double x2 = x * x;
         return 1.0 - x2 / 10.0 + x2 * x2 / 280.0;
     }
@@ -215,15 +212,15 @@ static inline double lattice_factor(const pb_geometry *g, const cell_parity *par
     double dh = h - h0, dk = k - k0, dl = l - l0;
     if (g->shape == PB_SHAPE_ROUND) {
         double hrad_sqr = dh * dh * Na * Na + dk * dk * Nb * Nb + dl * dl * Nc * Nc;
-        return Na * Nb * Nc * 0.723601254558268 * sphere_transform(M_PI * sqrt(hrad_sqr * g->fudge));
+        return Na * Nb * Nc * PB_ROUND_SCALE * sphere_transform(M_PI * sqrt(hrad_sqr * g->fudge));
     }
     double dx = dh * g->a_star[0] + dk * g->b_star[0] + dl * g->c_star[0];
     double dy = dh * g->a_star[1] + dk * g->b_star[1] + dl * g->c_star[1];
     double dz = dh * g->a_star[2] + dk * g->b_star[2] + dl * g->c_star[2];
     double rad_star_sqr = (dx * dx + dy * dy + dz * dz) * Na * Na * Nb * Nb * Nc * Nc;
-    if (g->shape == PB_SHAPE_GAUSS) return Na * Nb * Nc * exp(-(rad_star_sqr / 0.63 * g->fudge));
+    if (g->shape == PB_SHAPE_GAUSS) return Na * Nb * Nc * exp(-(rad_star_sqr / PB_GAUSS_SCALE * g->fudge));
     /* tophat */
-    return Na * Nb * Nc * (rad_star_sqr * g->fudge < 0.3969);
+    return Na * Nb * Nc * (rad_star_sqr * g->fudge < PB_TOPHAT_RADIUS_SQR);
 }
 
 /* position of a sub-pixel (m, lab frame) */
@@ -442,123 +439,6 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
     return photons;
 }
 
-static int pixel_selected(const pb_plan *p, int f, int s)
-{
-    const pb_geometry *g = &p->geo;
-    if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) return 0;
-    if (p->mask != NULL && p->mask[(size_t)s * g->fpixels + f] == 0) return 0;
-    return 1;
-}
-
-static int default_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-/* One row's share of the statistics, summed along the row in column order. */
-typedef struct {
-    double sum, sumsqr, max_I, dev;
-    long n, max_index, nroi;
-} row_stats;
-
-static void row_moments(const pb_plan *p, const float *image, int s, int f0, int f1, row_stats *r)
-{
-    const pb_geometry *g = &p->geo;
-    r->sum = r->sumsqr = r->max_I = 0.0;
-    r->n = 0;
-    r->max_index = -1;
-    for (int f = f0; f <= f1; ++f) {
-        if (!pixel_selected(p, f, s)) continue;
-        double v = image[(size_t)s * g->fpixels + f];
-        if (v > r->max_I) {
-            r->max_I = v;
-            r->max_index = (long)s * g->fpixels + f;
-        }
-        r->sum += v;
-        r->sumsqr += v * v;
-        ++r->n;
-    }
-}
-
-static void row_deviation(const pb_plan *p, const float *image, int s, int f0, int f1, double mean, row_stats *r)
-{
-    const pb_geometry *g = &p->geo;
-    r->dev = 0.0;
-    for (int f = f0; f <= f1; ++f) {
-        double d = image[(size_t)s * g->fpixels + f] - mean;
-        r->dev += d * d;
-    }
-    r->nroi = f1 >= f0 ? f1 - f0 + 1 : 0;
-}
-
-/* Statistics of the selected pixels, the way the reference reports them.  Every row
-   is summed by one thread in column order and the rows are combined in row order, so
-   the numbers do not depend on the thread count; the brightest pixel is the first
-   one in row-major order that reaches the maximum.  PB_ERR_NOMEM without memory for
-   the rows' partial sums. */
-static int compute_stats(const pb_plan *p, const float *image, pb_stats *st, int nthreads)
-{
-    const pb_geometry *g = &p->geo;
-    int s0 = g->roi[2] < 0 ? 0 : g->roi[2], s1 = g->roi[3] >= g->spixels ? g->spixels - 1 : g->roi[3];
-    int f0 = g->roi[0] < 0 ? 0 : g->roi[0], f1 = g->roi[1] >= g->fpixels ? g->fpixels - 1 : g->roi[1];
-    int rows = s1 >= s0 ? s1 - s0 + 1 : 0;
-    row_stats *part = calloc(rows > 0 ? (size_t)rows : 1, sizeof *part);
-    if (part == NULL) return PB_ERR_NOMEM;
-    (void)nthreads; /* used by OpenMP only */
-
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int r = 0; r < rows; ++r) row_moments(p, image, s0 + r, f0, f1, &part[r]);
-    double sum = 0.0, sumsqr = 0.0, max_I = 0.0;
-    long n = 0, max_index = -1;
-    for (int r = 0; r < rows; ++r) {
-        if (part[r].max_I > max_I) {
-            max_I = part[r].max_I;
-            max_index = part[r].max_index;
-        }
-        sum += part[r].sum;
-        sumsqr += part[r].sumsqr;
-        n += part[r].n;
-    }
-    long nmean = n <= 0 ? 1 : n;
-    double mean = sum / nmean;
-    long nrms = n <= 1 ? 2 : n;
-    double rms = sqrt(sumsqr / (nrms - 1));
-
-    /* the deviation runs over the whole region of interest, mask or not */
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int r = 0; r < rows; ++r) row_deviation(p, image, s0 + r, f0, f1, mean, &part[r]);
-    double dev = 0.0;
-    long nroi = 0;
-    for (int r = 0; r < rows; ++r) {
-        dev += part[r].dev;
-        nroi += part[r].nroi;
-    }
-    free(part);
-    if (nroi <= 1) nroi = 2;
-    st->max_I = max_I;
-    st->max_I_index = max_index;
-    st->max_I_fast = st->max_I_slow = 0.0;
-    if (max_index >= 0) {
-        /* the reference reports the last sub-pixel visited in that pixel */
-        int os = g->oversample;
-        double sub = g->pixel_size / os;
-        long f = max_index % g->fpixels, s = max_index / g->fpixels;
-        st->max_I_fast = sub * (f * os + os - 1) + sub / 2.0;
-        st->max_I_slow = sub * (s * os + os - 1) + sub / 2.0;
-    }
-    st->sum = sum;
-    st->sumsqr = sumsqr;
-    st->n = n;
-    st->mean = mean;
-    st->rms = rms;
-    st->rmsd = sqrt(dev / (nroi - 1));
-    return PB_OK;
-}
-
 static pixel_context make_context(const pb_plan *plan)
 {
     pixel_context ctx;
@@ -595,13 +475,6 @@ int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record 
     if (count) *count = tr.count;
     if (value) *value = (double)(float)photons;
     return PB_OK;
-}
-
-int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats)
-{
-    if (plan == NULL || image == NULL || stats == NULL) return PB_ERR_INVALID;
-    memset(stats, 0, sizeof *stats);
-    return compute_stats(plan, image, stats, default_threads());
 }
 
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_render_options *opts, pb_error *err)
@@ -656,7 +529,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);
-        if (compute_stats(plan, image, stats, nthreads) != PB_OK)
+        if (stats_compute(plan, image, stats, nthreads) != PB_OK)
             return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the statistics of %d rows", g->spixels);
         stats->omega_sum = omega_sum;
         stats->interpolation_fallbacks = fallbacks;

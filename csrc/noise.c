@@ -4,6 +4,9 @@
  */
 #include "internal.h"
 
+/* the largest count an unsigned 16-bit pixel holds */
+#define PB_NOISE_MAX 65535.0
+
 int pb_noise(const float *image, int fpixels, int spixels, const int roi[4], long seed, double adc_offset,
              uint16_t *out, double *photons, long *overloads, pb_error *err)
 {
@@ -30,8 +33,8 @@ int pb_noise(const float *image, int fpixels, int spixels, const int roi[4], lon
             double counts = rng_poisson(&rng, image[idx]);
             total += counts;
             counts += adc_offset;
-            if (counts > 65535.0) {
-                counts = 65535.0;
+            if (counts > PB_NOISE_MAX) {
+                counts = PB_NOISE_MAX;
                 ++over;
             }
             out[idx] = (uint16_t)counts;

@@ -10,6 +10,8 @@
 
 /* beyond this, the automatic choice of sub-pixels is taken to be a mistake */
 #define PB_MAX_AUTO_OVERSAMPLE 1000
+/* the recommendation itself stops here (it must fit an int) */
+#define PB_OVERSAMPLE_CAP 1000000
 
 const char *pb_version(void)
 {
@@ -231,7 +233,7 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     g->nopolar = b->nopolar;
     g->water_size = b->water_size;
     g->I_bg = PB_WATER_F * PB_WATER_F * PB_R_E_SQR * g->fluence * b->water_size * b->water_size *
-              b->water_size * 1e6 * PB_AVOGADRO / PB_WATER_MW;
+              b->water_size * PB_WATER_DENSITY * PB_AVOGADRO / PB_WATER_MW;
 
     if (geometry_resolve(cfg, g, err) != PB_OK) goto fail;
     sampling_resolve(cfg, g);
@@ -250,7 +252,7 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     if (xtal_max < g->xtal_size[2]) xtal_max = g->xtal_size[2];
     double recip_pixel = g->lambda0 * g->distance / g->pixel_size;
     double wanted = ceil(3.0 * xtal_max / recip_pixel);
-    int recommended = !(wanted >= 1.0) ? 1 : wanted > 1e6 ? 1000000 : (int)wanted;
+    int recommended = !(wanted >= 1.0) ? 1 : wanted > PB_OVERSAMPLE_CAP ? PB_OVERSAMPLE_CAP : (int)wanted;
     g->recommended_oversample = recommended;
     g->oversample = cfg->detector.oversample > 0 ? cfg->detector.oversample : recommended;
     if (cfg->detector.oversample <= 0 && recommended > PB_MAX_AUTO_OVERSAMPLE) {

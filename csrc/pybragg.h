@@ -267,7 +267,7 @@ PB_API const double *pb_plan_mosaic(const pb_plan *plan, int *n);
 /* Render into image (fpixels*spixels floats, slow-major); pixels outside the ROI
    or the mask are left untouched (callers pass a zeroed buffer). */
 PB_API int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
-              const pb_render_options *opts, pb_error *err);
+                     const pb_render_options *opts, pb_error *err);
 
 /* Evaluate one pixel (fast, slow) and report its intermediate quantities in
    loop order: detector origin and axes, then per layer and sub-pixel the
@@ -278,21 +278,22 @@ PB_API int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
    Writes at most `capacity` records; *count receives how many there are.
    The pixel loop of pb_render does not trace and pays nothing for it. */
 PB_API int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
-                   int *count, double *value, pb_error *err);
+                          int *count, double *value, pb_error *err);
 
 /* Statistics of an image rendered for this plan, as pb_render reports them
    (omega_sum and interpolation_fallbacks are left 0).  PB_ERR_INVALID without a plan,
    image or stats, PB_ERR_NOMEM without memory for one row's partial sums per row. */
-PB_API int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats);
+PB_API int pb_stats_compute(const pb_plan *plan, const float *image, pb_stats *stats, pb_error *err);
 
 /* Poisson noise image as the reference draws it, pixel by pixel in file order
    inside the ROI: out = min(65535, poisson(image) + adc), 0 outside the ROI. */
 PB_API int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
-             long seed, double adc_offset, uint16_t *out,
-             double *photons, long *overloads, pb_error *err);
+                    long seed, double adc_offset, uint16_t *out,
+                    double *photons, long *overloads, pb_error *err);
 
-/* The reference's uniform generator, exposed for tests: n deviates from seed. */
-PB_API int pb_random_uniform(long seed, int n, float *out);
+/* The reference's uniform generator, exposed for tests: n deviates from seed.
+   PB_ERR_INVALID for n < 0 or no output buffer. */
+PB_API int pb_random_uniform(long seed, int n, float *out, pb_error *err);
 
 PB_API const char *pb_version(void);
 

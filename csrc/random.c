@@ -18,6 +18,11 @@
 #define SHUFFLE_N 32
 #define SHUFFLE_DIV (1 + (MCG_M - 1) / SHUFFLE_N)
 #define UNIFORM_MAX (1.0 - 1.2e-7)
+/* the Poisson sampler: Gaussian approximation above this mean, multiplied
+   uniforms below the other, a Lorentzian rejection in between */
+#define PB_POISSON_GAUSS_MEAN 1.0e6f
+#define PB_POISSON_DIRECT_MEAN 12.0f
+#define PB_POISSON_ENVELOPE 0.9 /* scale of the Lorentzian envelope */
 
 void rng_seed(pb_rng *r, long user_seed)
 {
@@ -93,12 +98,12 @@ static float log_gamma(float xx)
 
 float rng_poisson(pb_rng *r, float mean)
 {
-    if (mean > 1.0e6f) {
+    if (mean > PB_POISSON_GAUSS_MEAN) {
         /* Gaussian approximation for very large means */
         return (float)(mean + sqrt(mean) * rng_gauss(r));
     }
     float k, t;
-    if (mean < 12.0f) {
+    if (mean < PB_POISSON_DIRECT_MEAN) {
         /* multiply uniforms until the product drops below exp(-mean) */
         float limit = (float)exp(-mean);
         k = -1.0f;
@@ -123,7 +128,7 @@ float rng_poisson(pb_rng *r, float mean)
         float y2 = y * y;
         float lg = log_gamma((float)(k + 1.0));
         float expo = k * log_mean - lg - norm;
-        t = (float)(0.9 * (1.0 + y2) * exp(expo));
+        t = (float)(PB_POISSON_ENVELOPE * (1.0 + y2) * exp(expo));
     } while (rng_uniform(r) > t);
     return k;
 }
@@ -141,55 +146,13 @@ void rng_cap_rotation(pb_rng *r, float spread, double U[9])
     double uy = ring * cos(M_PI * r1);
     double uz = r2;
 
-    /* axis-angle to matrix */
-    double c = cos(angle), s = sin(angle), omc = 1.0 - c;
-    double omc_x = omc * ux;
-    double xy = omc_x * uy, xz = omc_x * uz, yz = omc * uy * uz;
-    double sx = s * ux, sy = s * uy, sz = s * uz;
-    U[0] = c + omc * (ux * ux);
-    U[1] = xy - sz;
-    U[2] = xz + sy;
-    U[3] = xy + sz;
-    U[4] = c + omc * (uy * uy);
-    U[5] = yz - sx;
-    U[6] = xz - sy;
-    U[7] = yz + sx;
-    U[8] = c + omc * (uz * uz);
+    rotation_from_axis_angle(ux, uy, uz, angle, U);
 }
 
-static void normalize_rows(double m[9])
+int pb_random_uniform(long seed, int n, float *out, pb_error *err)
 {
-    for (int i = 0; i < 3; ++i) {
-        double len = sqrt(m[3 * i] * m[3 * i] + m[3 * i + 1] * m[3 * i + 1] + m[3 * i + 2] * m[3 * i + 2]);
-        if (len > 0) {
-            m[3 * i] /= len;
-            m[3 * i + 1] /= len;
-            m[3 * i + 2] /= len;
-        }
-    }
-}
-
-void rotation_to_xyz_angles(const double U[9], double angles[3])
-{
-    double m[9];
-    for (int i = 0; i < 9; ++i) m[i] = U[i];
-    normalize_rows(m);
-    normalize_rows(m);
-    double zx = m[6], zy = m[7], zz = m[8];
-    if (zx * zx < 1.0) {
-        angles[0] = atan2(zy, zz);
-        angles[1] = atan2(-zx, sqrt(zy * zy + zz * zz));
-        angles[2] = atan2(m[3], m[0]);
-    } else {
-        angles[0] = M_PI;
-        angles[1] = M_PI / 2;
-        angles[2] = atan2(m[1], -m[4]);
-    }
-}
-
-int pb_random_uniform(long seed, int n, float *out)
-{
-    if (n < 0 || (n > 0 && out == NULL)) return PB_ERR_INVALID;
+    if (n < 0) return pb_set_error(err, PB_ERR_INVALID, "cannot draw %d deviates", n);
+    if (n > 0 && out == NULL) return pb_set_error(err, PB_ERR_INVALID, "no output buffer for %d deviates", n);
     pb_rng r;
     rng_seed(&r, seed);
     for (int i = 0; i < n; ++i) out[i] = rng_uniform(&r);

@@ -1,4 +1,8 @@
-/* Rotations of 3-vectors used by the geometry and the crystal set-up. */
+/*
+ * Rotation maths: rotations of 3-vectors about the lab axes and about an
+ * arbitrary axis, matrix products, rotation matrices from an axis and angle and
+ * back to angles about x, y, z.
+ */
 #include "internal.h"
 
 void v3_rotate_xyz(const double v[3], double rx, double ry, double rz, double out[3])
@@ -50,4 +54,51 @@ void v3_matvec(const double U[9], const double v[3], double out[3])
     out[0] = x;
     out[1] = y;
     out[2] = z;
+}
+
+void rotation_from_axis_angle(double ux, double uy, double uz, double angle, double U[9])
+{
+    double c = cos(angle), s = sin(angle), omc = 1.0 - c;
+    double omc_x = omc * ux;
+    double xy = omc_x * uy, xz = omc_x * uz, yz = omc * uy * uz;
+    double sx = s * ux, sy = s * uy, sz = s * uz;
+    U[0] = c + omc * (ux * ux);
+    U[1] = xy - sz;
+    U[2] = xz + sy;
+    U[3] = xy + sz;
+    U[4] = c + omc * (uy * uy);
+    U[5] = yz - sx;
+    U[6] = xz - sy;
+    U[7] = yz + sx;
+    U[8] = c + omc * (uz * uz);
+}
+
+static void normalize_rows(double m[9])
+{
+    for (int i = 0; i < 3; ++i) {
+        double len = sqrt(m[3 * i] * m[3 * i] + m[3 * i + 1] * m[3 * i + 1] + m[3 * i + 2] * m[3 * i + 2]);
+        if (len > 0) {
+            m[3 * i] /= len;
+            m[3 * i + 1] /= len;
+            m[3 * i + 2] /= len;
+        }
+    }
+}
+
+void rotation_to_xyz_angles(const double U[9], double angles[3])
+{
+    double m[9];
+    for (int i = 0; i < 9; ++i) m[i] = U[i];
+    normalize_rows(m);
+    normalize_rows(m);
+    double zx = m[6], zy = m[7], zz = m[8];
+    if (zx * zx < 1.0) {
+        angles[0] = atan2(zy, zz);
+        angles[1] = atan2(-zx, sqrt(zy * zy + zz * zz));
+        angles[2] = atan2(m[3], m[0]);
+    } else {
+        angles[0] = M_PI;
+        angles[1] = M_PI / 2;
+        angles[2] = atan2(m[1], -m[4]);
+    }
 }

@@ -5,6 +5,9 @@
  */
 #include "internal.h"
 
+/* sensor thickness when layers are asked for without a thickness (m) */
+#define PB_DEFAULT_LAYERS_THICK 0.5e-6
+
 /* A range sampled by a number of steps of a given size, any of which may be
    unset (NaN or negative range, NaN or non-positive step, count <= 0). */
 typedef struct sweep {
@@ -85,7 +88,7 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
         if (phisteps == 0) phisteps = 1;
         if (osc_unset) {
             if (PB_UNSET_OR_NONPOS(phistep)) {
-                osc = 1.0 / (180.0 * 0.318309886183790671538); /* one degree */
+                osc = 1.0 / PB_RAD2DEG; /* one degree */
                 phistep = osc / phisteps;
             } else {
                 osc = phistep;
@@ -130,7 +133,7 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
             thickstep = thick / layers;
         }
     } else if (thick < 0.0) {
-        thick = 0.5e-6;
+        thick = PB_DEFAULT_LAYERS_THICK;
         thickstep = thick / layers;
     } else {
         if (layers <= 1) layers = 2;

@@ -36,5 +36,6 @@ def random_uniform(seed: int, n: int) -> np.ndarray:
     """``n`` deviates of the reference's uniform generator seeded like ``-seed``."""
     ffi, lib = native()
     out = np.zeros(n, dtype=np.float32)
-    lib.pb_random_uniform(int(seed), n, ffi.cast("float *", out.ctypes.data))
+    err = ffi.new("pb_error *")
+    check(lib.pb_random_uniform(int(seed), n, ffi.cast("float *", out.ctypes.data), err), err)
     return out

@@ -17,7 +17,6 @@ import numpy as np
 
 from pybragg._native import check, native
 from pybragg.config import Config, iter_fields
-from pybragg.errors import EngineError
 from pybragg.inputs import Inputs
 from pybragg.result import Geometry, Result, Stats
 
@@ -113,9 +112,8 @@ class Plan:
         if img.shape != self.shape:
             raise ValueError(f"image has shape {img.shape}, the detector {self.shape}")
         st = ffi.new("pb_stats *")
-        code = lib.pb_stats_compute(self.handle, ffi.cast("const float *", img.ctypes.data), st)
-        if code != 0:
-            raise EngineError(f"C engine error {code}: no memory for the image statistics")
+        err = ffi.new("pb_error *")
+        check(lib.pb_stats_compute(self.handle, ffi.cast("const float *", img.ctypes.data), st, err), err)
         return stats_from_c(st, self.geometry.fpixels, omega_sum, fallbacks)
 
     def result(self, image: np.ndarray, stats: Stats, backend: str, dtype: str, device: str, seconds: float,
