@@ -185,3 +185,30 @@ def test_align_traces_flags_a_quantity_only_one_engine_has() -> None:
     # a log that reports only some quantities is fine
     rows = align_traces({"c": a}, [("pixel", (2.0,))], rtol=1e-9, atol=0.0)
     assert not any(r.differs for r in rows)
+
+
+TINY = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "1", "-detpixels", "8"]
+
+
+@pytest.mark.parametrize("command", ["compare", "trace"])
+def test_help_exits_0_and_names_the_command(command: str, tmp_path) -> None:
+    proc = run_cli([command, "--help"], tmp_path)
+    assert proc.returncode == 0 and f"usage: pybragg {command}" in proc.stdout and not proc.stderr
+    bare = run_cli([command], tmp_path)
+    assert bare.returncode == 2 and f"pybragg {command} " in bare.stderr
+    assert "compare" not in bare.stderr or command == "compare"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--rtol", "-1"], "--rtol: a tolerance must be a finite number >= 0"),
+    (["--atol", "nan"], "--atol: a tolerance must be a finite number >= 0"),
+    (["--step", "source=99"], "--step source=99: this pixel's loops have no such position (source runs from 0 to 0)"),
+])
+def test_trace_refuses_impossible_options(options: list[str], message: str, tmp_path) -> None:
+    proc = run_cli(["trace", "--pixel", "1", "1", "--engines", "c", *options, "--", *TINY], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_names_an_inverted_roi(tmp_path) -> None:
+    proc = run_cli(["compare", "--engines", "c,c", "--roi", "5", "2", "0", "3", "--", *TINY], tmp_path)
+    assert proc.returncode == 2 and "XMIN must not exceed XMAX" in proc.stderr and "outside" not in proc.stderr

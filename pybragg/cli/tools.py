@@ -38,14 +38,32 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
 
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if status == 0:  # after --help
+            raise _HelpShown
+        raise UsageError(f"{self.prog}: {message or 'usage error'}")
 
-def _split(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Options before ``--`` and nanoBragg flags after it."""
+
+class _HelpShown(Exception):
+    """``--help`` was printed: the command ends with exit code 0."""
+
+
+def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
+    """Options before ``--`` and nanoBragg flags after it (``--help`` needs no flags)."""
     args = list(argv)
     if "--" not in args:
-        raise UsageError("put the nanoBragg flags after '--', e.g. pybragg compare -- -cell 100 100 100 90 90 90 ...")
+        if "-h" in args or "--help" in args:
+            return args, []
+        raise UsageError(f"put the nanoBragg flags after '--', e.g. pybragg {command} "
+                         f"{'--pixel 10 20 ' if command == 'trace' else ''}-- -cell 100 100 100 90 90 90 ...")
     i = args.index("--")
     return args[:i], args[i + 1:]
+
+
+def _tolerance(value: float, flag: str) -> float:
+    if not (math.isfinite(value) and value >= 0.0):
+        raise UsageError(f"{flag}: a tolerance must be a finite number >= 0, got {value:g}")
+    return value
 
 
 def _engines(text: str) -> tuple[str, ...]:
@@ -118,7 +136,7 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from pybragg.compare import compare_images
     from pybragg.io.floatimage import read_float_image
 
-    opts, flags = _split(argv)
+    opts, flags = _split(argv, "compare")
     p = _Parser(prog="pybragg compare", description="Compare two renders of one configuration.")
     p.add_argument("--threshold", type=float, default=None, help="fail (exit 4) when correlation is below this")
     p.add_argument("--roi", type=int, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
@@ -153,6 +171,8 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     offset = (0, 0)
     if o.roi is not None:
         xmin, xmax, ymin, ymax = o.roi
+        if xmin > xmax or ymin > ymax:
+            raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax}: XMIN must not exceed XMAX, nor YMIN YMAX")
         if not (0 <= xmin <= xmax < shape[1] and 0 <= ymin <= ymax < shape[0]):
             raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax} is outside the {shape[1]}x{shape[0]} detector")
         a, b = a[ymin:ymax + 1, xmin:xmax + 1], b[ymin:ymax + 1, xmin:xmax + 1]
@@ -292,7 +312,7 @@ def _fmt(values: tuple[float, ...] | None) -> str:
 
 def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """The ``pybragg trace`` command."""
-    opts, flags = _split(argv)
+    opts, flags = _split(argv, "trace")
     p = _Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
     p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True)
     p.add_argument("--step", action="append", default=[], metavar="KEY=N",
@@ -307,6 +327,7 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--device", default=None)
     o = p.parse_args(opts)
     engines = _engines(o.engines)
+    rtol, atol = _tolerance(o.rtol, "--rtol"), _tolerance(o.atol, "--atol")
     steps = _parse_steps(o.step)
     log = read_trace_log(o.against_log) if o.against_log else None
     spixel, fpixel = o.pixel
@@ -328,8 +349,14 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             raise EngineError(f"{engine} engine failed to trace: {exc}") from exc
         traces[engine] = records
         pixel_values[engine] = value
-    rows = align_traces(traces, log, o.rtol, o.atol)
+    rows = align_traces(traces, log, rtol, atol)
     if steps:
+        for key, value in steps.items():
+            i = INDEX_KEYS.index(key)
+            seen = sorted({r.index[i] for r in rows if r.index[i] >= 0})
+            if value not in seen:
+                span = f"{key} runs from {seen[0]} to {seen[-1]}" if seen else f"no quantity depends on {key}"
+                raise UsageError(f"--step {key}={value}: this pixel's loops have no such position ({span})")
         keep = [INDEX_KEYS.index(k) for k in steps]
         rows = [r for r in rows if all(r.index[i] in (-1, steps[INDEX_KEYS[i]]) for i in keep)]
     first = next((r for r in rows if r.differs), None)
@@ -369,6 +396,8 @@ def main(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         if command == "compare":
             return run_compare(argv, out, err)
         return run_trace(argv, out, err)
+    except _HelpShown:
+        return 0
     except EngineError as exc:
         err.write(f"pybragg {command}: engine failure: {exc}\n")
         return EXIT_ENGINE
