@@ -28,6 +28,17 @@ enum {
     PB_CONVENTION_DENZO = 5
 };
 
+enum {
+    PB_AXIS_BEAM = 0,
+    PB_AXIS_FDET = 1,
+    PB_AXIS_SDET = 2,
+    PB_AXIS_ODET = 3,
+    PB_AXIS_TWOTHETA = 4,
+    PB_AXIS_POLAR = 5,
+    PB_AXIS_SPINDLE = 6,
+    PB_N_AXES = 7
+};
+
 enum { PB_PIVOT_SAMPLE = 0, PB_PIVOT_BEAM = 1 };
 
 enum { PB_SHAPE_SQUARE = 0, PB_SHAPE_ROUND = 1, PB_SHAPE_GAUSS = 2, PB_SHAPE_TOPHAT = 3 };
@@ -201,12 +212,28 @@ typedef struct pb_render_options {
 
 typedef struct pb_plan pb_plan;
 
+typedef struct pb_constants {
+    double r_e_sqr;
+    double avogadro;
+    double water_F;
+    double water_mw;
+    double water_density;
+    double round_scale;
+    double gauss_scale;
+    double tophat_radius_sqr;
+    double source_distance;
+    double rad2deg;
+} pb_constants;
+
 typedef struct pb_trace_record {
     char name[24];
     int index[6];
     int n;
     double values[3];
 } pb_trace_record;
+
+const pb_constants *pb_get_constants(void);
+int pb_convention_axes(int convention, double axes[7][3], pb_error *err);
 
 void pb_config_init(pb_config *cfg);
 pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);

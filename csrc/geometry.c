@@ -22,6 +22,19 @@ static const convention_axes CONVENTION_AXES[6] = {
     [PB_CONVENTION_DIALS] = {{0, 0, 1}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 0}, {0, 1, 0}},
 };
 
+int pb_convention_axes(int convention, double axes[7][3], pb_error *err)
+{
+    if (axes == NULL) return pb_set_error(err, PB_ERR_INVALID, "no array for the axes");
+    if (convention == PB_CONVENTION_CUSTOM)
+        return pb_set_error(err, PB_ERR_INVALID, "the CUSTOM convention takes its axes from the configuration");
+    if (convention < PB_CONVENTION_CUSTOM || convention > PB_CONVENTION_DENZO)
+        return pb_set_error(err, PB_ERR_INVALID, "unknown detector convention %d", convention);
+    const convention_axes *ax = &CONVENTION_AXES[convention];
+    const double *src[PB_N_AXES] = {ax->beam, ax->fdet, ax->sdet, ax->odet, ax->twotheta_axis, ax->polar, ax->spindle};
+    for (int i = 0; i < PB_N_AXES; ++i) v3_copy(src[i], axes[i]);
+    return PB_OK;
+}
+
 static int finite3(const double v[3])
 {
     return isfinite(v[0]) && isfinite(v[1]) && isfinite(v[2]);

@@ -18,6 +18,23 @@ const char *pb_version(void)
     return "pybragg-engine 0.1.0";
 }
 
+const pb_constants *pb_get_constants(void)
+{
+    static const pb_constants constants = {
+        .r_e_sqr = PB_R_E_SQR,
+        .avogadro = PB_AVOGADRO,
+        .water_F = PB_WATER_F,
+        .water_mw = PB_WATER_MW,
+        .water_density = PB_WATER_DENSITY,
+        .round_scale = PB_ROUND_SCALE,
+        .gauss_scale = PB_GAUSS_SCALE,
+        .tophat_radius_sqr = PB_TOPHAT_RADIUS_SQR,
+        .source_distance = PB_SOURCE_DISTANCE,
+        .rad2deg = PB_RAD2DEG,
+    };
+    return &constants;
+}
+
 int pb_set_error(pb_error *err, int code, const char *fmt, ...)
 {
     if (err != NULL) {

@@ -62,6 +62,18 @@ enum {
     PB_CONVENTION_DENZO = 5
 };
 
+/* the axes a convention fixes, in the order pb_convention_axes writes them */
+enum {
+    PB_AXIS_BEAM = 0,     /* direction of the beam's travel */
+    PB_AXIS_FDET = 1,     /* detector fast axis */
+    PB_AXIS_SDET = 2,     /* detector slow axis */
+    PB_AXIS_ODET = 3,     /* detector normal */
+    PB_AXIS_TWOTHETA = 4, /* two-theta rotation axis */
+    PB_AXIS_POLAR = 5,    /* polarization (E-vector) */
+    PB_AXIS_SPINDLE = 6,  /* spindle */
+    PB_N_AXES = 7
+};
+
 /* what stays fixed when the detector is rotated */
 enum { PB_PIVOT_SAMPLE = 0, PB_PIVOT_BEAM = 1 };
 
@@ -245,6 +257,20 @@ typedef struct pb_render_options {
 
 typedef struct pb_plan pb_plan;
 
+/* Physical and numerical constants of the engine, for other engines to share. */
+typedef struct pb_constants {
+    double r_e_sqr;           /* Thomson cross-section, classical electron radius squared (m^2) */
+    double avogadro;          /* Avogadro's number (1/mol) */
+    double water_F;           /* structure factor of a water molecule (background) */
+    double water_mw;          /* molecular weight of water (g/mol) */
+    double water_density;     /* density of water (g/m^3) */
+    double round_scale;       /* PB_SHAPE_ROUND: scale of the sphere transform */
+    double gauss_scale;       /* PB_SHAPE_GAUSS: F = N exp(-(r*^2 / gauss_scale * fudge)) */
+    double tophat_radius_sqr; /* PB_SHAPE_TOPHAT: F = N where r*^2 * fudge < tophat_radius_sqr */
+    double source_distance;   /* distance of generated sources from the sample (m) */
+    double rad2deg;           /* degrees per radian, exactly as the engine converts */
+} pb_constants;
+
 /* One intermediate quantity of a traced pixel (see pb_trace_pixel).  index
    holds the loop position: sensor layer, sub-pixel slow, sub-pixel fast,
    source, phi step, mosaic domain; -1 where the quantity does not depend on it. */
@@ -254,6 +280,14 @@ typedef struct pb_trace_record {
     int n;                  /* number of values used */
     double values[3];
 } pb_trace_record;
+
+/* The engine's constants (static, never NULL). */
+PB_API const pb_constants *pb_get_constants(void);
+
+/* The axes of a named convention (PB_CONVENTION_ADXV .. DENZO): axes[PB_AXIS_*],
+   unit vectors in the lab frame.  PB_ERR_INVALID for PB_CONVENTION_CUSTOM (its axes
+   come from the configuration), an unknown convention or no output array. */
+PB_API int pb_convention_axes(int convention, double axes[7][3], pb_error *err);
 
 PB_API void pb_config_init(pb_config *cfg);
 PB_API pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *inputs, pb_error *err);
