@@ -16,7 +16,7 @@ import pytest
 import torch  # noqa: F401 - the torch engine is required here, never skipped
 
 from golden import case_names, compare_float, load_case, scratch
-from pybragg.engines import torch_engine
+from pybragg.engines.torch import driver, structure_factors
 from pybragg.flags import from_args
 
 
@@ -85,8 +85,8 @@ def test_torch_pieces_do_not_change_the_image(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(scratch(tmp_path))
     args = case.full_args()
     whole = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
-    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 50)
-    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 400)
+    monkeypatch.setattr(driver, "_CPU_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(driver, "_CPU_CHUNK_SUBPIXELS", 400)
     pieces = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     assert pieces.extras["chunk_pixels"] == 400
     np.testing.assert_array_equal(pieces.image, whole.image)
@@ -103,18 +103,18 @@ def test_torch_table_bound_skips_only_needless_clamps(tmp_path, monkeypatch) -> 
     args = ["-cell", "100", "100", "100", "90", "90", "90", "-hkl", "inputs/cubic6.hkl", "-N", "5",
             "-lambda", "1", "-distance", "100", "-detpixels", "64", "-pixel", "0.25", "-misset", "5", "3", "1"]
     verdicts: list[bool] = []
-    bound = torch_engine.TorchModel._indices_inside_table
+    bound = structure_factors.indices_inside_table
 
-    def spy(self, ctx, dif):  # type: ignore[no-untyped-def]
-        verdicts.append(bound(self, ctx, dif))
+    def spy(*args):  # type: ignore[no-untyped-def]
+        verdicts.append(bound(*args))
         return verdicts[-1]
 
-    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_ELEMENTS", 16)
-    monkeypatch.setattr(torch_engine, "_CPU_CHUNK_SUBPIXELS", 16)
-    monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", spy)
+    monkeypatch.setattr(driver, "_CPU_CHUNK_ELEMENTS", 16)
+    monkeypatch.setattr(driver, "_CPU_CHUNK_SUBPIXELS", 16)
+    monkeypatch.setattr(structure_factors, "indices_inside_table", spy)
     skipping = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     assert True in verdicts and False in verdicts
-    monkeypatch.setattr(torch_engine.TorchModel, "_indices_inside_table", lambda self, ctx, dif: False)
+    monkeypatch.setattr(structure_factors, "indices_inside_table", lambda *args: False)
     clamping = from_args(args, backend="torch", dtype="float64", device="cpu", threads=1).run()
     np.testing.assert_array_equal(skipping.image, clamping.image)
     c = from_args(args, backend="c", threads=1).run()

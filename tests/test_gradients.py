@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from pybragg.engines.torch_engine import PARAMETERS, TorchModel, render
+from pybragg.engines.torch import PARAMETERS, TorchModel, render
+from pybragg.engines.torch.crystal import mosaic_rotations
 from pybragg.flags.load import load_inputs
 from pybragg.flags.parse import parse_args
 
@@ -94,7 +95,7 @@ def test_defaults_reproduce_render() -> None:
 
 def test_mosaic_domains_rebuilt_like_the_plan() -> None:
     model = tiny_model("-mosaic 0.8 -mosaic_dom 12 -mosaic_seed 777")
-    U = model._mosaic(model._resolve(None)).numpy()
+    U = mosaic_rotations(model.mosaic, model.defaults()["mosaic_spread"]).numpy()
     np.testing.assert_allclose(U, model.plan.mosaic, rtol=0, atol=1e-8)
     np.testing.assert_array_equal(U[0], np.eye(3))
 

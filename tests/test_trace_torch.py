@@ -26,7 +26,7 @@ from pybragg import Simulator
 from pybragg.cli.main import main as cli_main
 from pybragg.cli.tools import align_traces
 from pybragg.engines.c_engine import trace_pixel as c_trace_pixel
-from pybragg.engines.torch_engine import TorchModel, trace_pixel
+from pybragg.engines.torch import TorchModel, trace_pixel
 from pybragg.flags import from_args
 from pybragg.plan import Plan
 from pybragg.result import TraceRecord

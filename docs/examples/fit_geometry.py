@@ -19,7 +19,7 @@ import math
 import torch
 
 import pybragg
-from pybragg.engines.torch_engine import TorchModel
+from pybragg.engines.torch import TorchModel
 
 # Gaussian spots of a small crystal (smooth in every parameter) on a 64 x 64 detector
 # that reaches 11 degrees, so distance and cell length are not interchangeable.

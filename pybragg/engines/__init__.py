@@ -69,7 +69,7 @@ ENGINES: dict[str, EngineSpec] = {
     for spec in (
         EngineSpec("c", "C", "pybragg.engines.c_engine", "C99 with OpenMP: the CPU engine",
                    available=_always, devices=("cpu",), honours_dtype=False),
-        EngineSpec("torch", "torch", "pybragg.engines.torch_engine", "PyTorch: vectorized, differentiable, CPU or GPU",
+        EngineSpec("torch", "torch", "pybragg.engines.torch", "PyTorch: vectorized, differentiable, CPU or GPU",
                    available=torch_available, devices=("cpu", "cuda"), fallback="c"),
     )
 }

@@ -1,6 +1,6 @@
 """The C engine: the pixel loop of ``csrc/`` run over a :class:`~pybragg.plan.Plan`.
 
-Entry points, mirrored by :mod:`pybragg.engines.torch_engine`:
+Entry points, mirrored by :mod:`pybragg.engines.torch`:
 
 * :func:`render` -- ``render(config, inputs, *, threads, progress, ...) -> Result``;
 * :func:`trace_pixel` -- one pixel's intermediate quantities in loop order.
