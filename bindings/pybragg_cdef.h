@@ -133,6 +133,16 @@ typedef struct pb_config {
     pb_detector detector;
 } pb_config;
 
+typedef struct pb_panel {
+    char name[32];
+    int fpixels, spixels;
+    double pixel_size;
+    double origin[3];
+    double fdet[3];
+    double sdet[3];
+    int data_fast, data_slow;
+} pb_panel;
+
 typedef struct pb_inputs {
     const double *fhkl;
     int h_min, k_min, l_min;
@@ -141,7 +151,24 @@ typedef struct pb_inputs {
     int n_sources;
     const uint8_t *mask;
     int mask_fpixels, mask_spixels;
+    const pb_panel *panels;
+    int n_panels;
 } pb_inputs;
+
+typedef struct pb_panel_geometry {
+    char name[32];
+    int fpixels, spixels;
+    int data_fast, data_slow;
+    double pixel_size;
+    double pix0[3];
+    double fdet[3], sdet[3], odet[3];
+    double distance;
+    double close_distance;
+    double Fbeam, Sbeam;
+    double Fclose, Sclose;
+    int oversample;
+    long steps;
+} pb_panel_geometry;
 
 typedef struct pb_geometry {
     int convention, pivot;
@@ -186,6 +213,8 @@ typedef struct pb_geometry {
     double dmin;
     int roi[4];
     long steps;
+    int n_panels;
+    int data_fpixels, data_spixels;
 } pb_geometry;
 
 typedef struct pb_stats {
@@ -241,6 +270,7 @@ void pb_plan_free(pb_plan *plan);
 const pb_geometry *pb_plan_geometry(const pb_plan *plan);
 const double *pb_plan_sources(const pb_plan *plan, int *n);
 const double *pb_plan_mosaic(const pb_plan *plan, int *n);
+const pb_panel_geometry *pb_plan_panels(const pb_plan *plan, int *n);
 
 int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
               const pb_render_options *opts, pb_error *err);

@@ -131,7 +131,12 @@ struct pb_plan {
     double *fhkl;
     int h_min, k_min, l_min, nh, nk, nl;
     int has_table;
-    uint8_t *mask;
+    uint8_t *mask;   /* data array sized */
+    /* the panels; work units (panel, row): unit_start[i] is panel i's first unit,
+       unit_start[n_panels] the number of units (rows over all panels) */
+    pb_panel_geometry *panels;
+    int n_panels;
+    int *unit_start;
 };
 
 int pb_set_error(pb_error *err, int code, const char *fmt, ...)
@@ -142,6 +147,11 @@ int pb_set_error(pb_error *err, int code, const char *fmt, ...)
 
 /* resolve detector size, convention, axes and origin */
 int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err);
+/* resolve the detector: the flag-defined panel or the explicit panels of `in`,
+   the data array, the ROI and the work units (panels.c) */
+int detector_resolve(pb_plan *p, const pb_config *cfg, const pb_inputs *in, pb_error *err);
+/* the index of the panel covering data-array pixel (f, s), -1 if none */
+int panel_at(const pb_plan *p, int f, int s);
 /* resolve phi, divergence, dispersion, thickness and mosaic step counts */
 void sampling_resolve(const pb_config *cfg, pb_geometry *g);
 /* build the crystal axes (and random misset) */
@@ -168,8 +178,22 @@ static inline int pixel_selected(const pb_plan *p, int f, int s)
 {
     const pb_geometry *g = &p->geo;
     if (f < g->roi[0] || f > g->roi[1] || s < g->roi[2] || s > g->roi[3]) return 0;
-    if (p->mask != NULL && p->mask[(size_t)s * g->fpixels + f] == 0) return 0;
+    if (p->mask != NULL && p->mask[(size_t)s * g->data_fpixels + f] == 0) return 0;
     return 1;
+}
+
+/* the panel of work unit u (binary search over unit_start) */
+static inline int panel_of_unit(const pb_plan *p, int u)
+{
+    int lo = 0, hi = p->n_panels - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (p->unit_start[mid] <= u)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 /* statistics of the selected pixels of image (all but omega_sum and the

@@ -223,17 +223,18 @@ static inline double lattice_factor(const pb_geometry *g, const cell_parity *par
     return Na * Nb * Nc * (rad_star_sqr * g->fudge < PB_TOPHAT_RADIUS_SQR);
 }
 
-/* position of a sub-pixel (m, lab frame) */
-static inline void subpixel_position(const pb_geometry *g, double Fdet, double Sdet, double Odet, double pos[3])
+/* position of a sub-pixel of panel pg (m, lab frame) */
+static inline void subpixel_position(const pb_geometry *g, const pb_panel_geometry *pg, double Fdet, double Sdet,
+                                     double Odet, double pos[3])
 {
-    for (int i = 0; i < 3; ++i) pos[i] = Fdet * g->fdet[i] + Sdet * g->sdet[i] + Odet * g->odet[i] + g->pix0[i];
+    for (int i = 0; i < 3; ++i) pos[i] = Fdet * pg->fdet[i] + Sdet * pg->sdet[i] + Odet * pg->odet[i] + pg->pix0[i];
     if (g->curved) {
         /* every pixel at `distance`: detector coordinates become angles */
         double start[3], mid[3];
-        v3_scale(g->beam, g->distance, start);
-        double angle_s = pos[1] / g->distance, angle_f = pos[2] / g->distance;
-        v3_rotate_axis(start, g->sdet, angle_s, mid);
-        v3_rotate_axis(mid, g->fdet, angle_f, pos);
+        v3_scale(g->beam, pg->distance, start);
+        double angle_s = pos[1] / pg->distance, angle_f = pos[2] / pg->distance;
+        v3_rotate_axis(start, pg->sdet, angle_s, mid);
+        v3_rotate_axis(mid, pg->fdet, angle_f, pos);
     }
 }
 
@@ -343,15 +344,16 @@ static inline double sum_orientations(const pixel_context *ctx, const double S[3
     return I;
 }
 
-/* photons in one pixel; adds its summed solid angle and fallback count.
-   `tr` is NULL except in pb_trace_pixel (inlined away in the pixel loop). */
-static inline double render_pixel(const pixel_context *ctx, int fpixel, int spixel, double *omega_acc,
-                                  long *fallbacks, tracer *tr)
+/* photons in pixel (fpixel, spixel) of panel pg (panel coordinates); adds its summed
+   solid angle and fallback count.  `tr` is NULL except in pb_trace_pixel (inlined away
+   in the pixel loop). */
+static inline double render_pixel(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
+                                  double *omega_acc, long *fallbacks, tracer *tr)
 {
     const pb_plan *p = ctx->plan;
     const pb_geometry *g = &p->geo;
-    const int os = g->oversample;
-    const double sub = g->pixel_size / os;
+    const int os = pg->oversample;
+    const double sub = pg->pixel_size / os;
     const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
 
     double I = g->I_bg;
@@ -359,10 +361,10 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
     double omega = 0.0;
     double capture = 0.0;
     if (tr) {
-        trace_emit(tr, "pix0", -1, -1, -1, -1, -1, -1, g->pix0, 3);
-        trace_emit(tr, "fdet", -1, -1, -1, -1, -1, -1, g->fdet, 3);
-        trace_emit(tr, "sdet", -1, -1, -1, -1, -1, -1, g->sdet, 3);
-        trace_emit(tr, "odet", -1, -1, -1, -1, -1, -1, g->odet, 3);
+        trace_emit(tr, "pix0", -1, -1, -1, -1, -1, -1, pg->pix0, 3);
+        trace_emit(tr, "fdet", -1, -1, -1, -1, -1, -1, pg->fdet, 3);
+        trace_emit(tr, "sdet", -1, -1, -1, -1, -1, -1, pg->sdet, 3);
+        trace_emit(tr, "odet", -1, -1, -1, -1, -1, -1, pg->odet, 3);
         trace1(tr, "I_background", -1, -1, -1, -1, -1, -1, I);
     }
 
@@ -374,17 +376,17 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
                 double Fdet = sub * (fpixel * os + sf) + sub / 2.0;
                 double Sdet = sub * (spixel * os + ss) + sub / 2.0;
                 double pos[3], diffracted[3];
-                subpixel_position(g, Fdet, Sdet, Odet, pos);
+                subpixel_position(g, pg, Fdet, Sdet, Odet, pos);
                 double airpath = v3_unit(pos, diffracted);
 
                 if (omega == 0.0 || os_omega) {
-                    omega = g->pixel_size * g->pixel_size / airpath / airpath * g->close_distance / airpath;
+                    omega = pg->pixel_size * pg->pixel_size / airpath / airpath * pg->close_distance / airpath;
                     if (g->point_pixel) omega = 1.0 / airpath / airpath;
                 }
                 *omega_acc += omega;
 
                 if (capture == 0.0 || os_thick) {
-                    double parallax = v3_dot(diffracted, g->odet);
+                    double parallax = v3_dot(diffracted, pg->odet);
                     capture = exp(-layer * g->thickstep * g->mu / parallax) -
                               exp(-(layer + 1) * g->thickstep * g->mu / parallax);
                 }
@@ -424,10 +426,10 @@ static inline double render_pixel(const pixel_context *ctx, int fpixel, int spix
             }
         }
     }
-    double photons = PB_R_E_SQR * g->fluence * I / g->steps;
+    double photons = PB_R_E_SQR * g->fluence * I / pg->steps;
     if (tr) {
         trace1(tr, "I_total", -1, -1, -1, -1, -1, -1, I);
-        trace1(tr, "scale", -1, -1, -1, -1, -1, -1, PB_R_E_SQR * g->fluence / g->steps);
+        trace1(tr, "scale", -1, -1, -1, -1, -1, -1, PB_R_E_SQR * g->fluence / pg->steps);
         if (!os_omega) trace1(tr, "omega_applied", -1, -1, -1, -1, -1, -1, omega);
         if (!os_polar) trace1(tr, "polarization_applied", -1, -1, -1, -1, -1, -1, polar);
         if (!os_thick) trace1(tr, "capture_applied", -1, -1, -1, -1, -1, -1, capture);
@@ -462,16 +464,20 @@ int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record 
 {
     if (plan == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan");
     const pb_geometry *g = &plan->geo;
-    if (fpixel < 0 || fpixel >= g->fpixels || spixel < 0 || spixel >= g->spixels)
+    if (fpixel < 0 || fpixel >= g->data_fpixels || spixel < 0 || spixel >= g->data_spixels)
         return pb_set_error(err, PB_ERR_INVALID, "pixel (slow %d, fast %d) is outside the %dx%d detector", spixel,
-                            fpixel, g->spixels, g->fpixels);
+                            fpixel, g->data_spixels, g->data_fpixels);
+    int panel = panel_at(plan, fpixel, spixel);
+    if (panel < 0)
+        return pb_set_error(err, PB_ERR_INVALID, "pixel (slow %d, fast %d) lies on no panel", spixel, fpixel);
     if (capacity < 0 || (capacity > 0 && records == NULL))
         return pb_set_error(err, PB_ERR_INVALID, "no room for trace records");
+    const pb_panel_geometry *pg = &plan->panels[panel];
     pixel_context ctx = make_context(plan);
     tracer tr = {records, capacity, 0};
     double omega_sum = 0.0;
     long fallbacks = 0;
-    double photons = render_pixel(&ctx, fpixel, spixel, &omega_sum, &fallbacks, &tr);
+    double photons = render_pixel(&ctx, pg, fpixel - pg->data_fast, spixel - pg->data_slow, &omega_sum, &fallbacks, &tr);
     if (count) *count = tr.count;
     if (value) *value = (double)(float)photons;
     return PB_OK;
@@ -487,14 +493,15 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     const pb_geometry *g = &plan->geo;
     pixel_context ctx = make_context(plan);
 
-    int row_begin = 0, row_end = g->spixels, nthreads = 0;
+    /* data-array rows to render */
+    int row_begin = 0, row_end = g->data_spixels, nthreads = 0;
     volatile long *progress = NULL;
     if (opts != NULL) {
         nthreads = opts->nthreads;
         progress = opts->progress;
         if (opts->row_end > 0) {
             row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
-            row_end = opts->row_end > g->spixels ? g->spixels : opts->row_end;
+            row_end = opts->row_end > g->data_spixels ? g->data_spixels : opts->row_end;
         }
     }
     if (nthreads <= 0) nthreads = default_threads();
@@ -502,35 +509,41 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     nthreads = 1;
 #endif
     long fallbacks = 0;
-    const int fpixels = g->fpixels;
-    /* each row's solid-angle sum, added up in row order afterwards: the same total for
-       any thread count */
-    int nrows = row_end > row_begin ? row_end - row_begin : 0;
-    double *row_omega = calloc(nrows > 0 ? (size_t)nrows : 1, sizeof *row_omega);
-    if (row_omega == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d rows", nrows);
+    const int data_fpixels = g->data_fpixels;
+    /* work units: the rows of every panel; each unit's solid-angle sum is added up in
+       unit order afterwards, so the total is the same for any thread count */
+    const int units = plan->unit_start[plan->n_panels];
+    double *unit_omega = calloc(units > 0 ? (size_t)units : 1, sizeof *unit_omega);
+    if (unit_omega == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d rows", units);
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(+ : fallbacks)
-    for (int s = row_begin; s < row_end; ++s) {
+    for (int u = 0; u < units; ++u) {
+        const int panel = panel_of_unit(plan, u);
+        const pb_panel_geometry *pg = &plan->panels[panel];
+        const int r = u - plan->unit_start[panel];
+        const int s = pg->data_slow + r;
+        if (s < row_begin || s >= row_end) continue;
+        const int f0 = pg->data_fast, fpixels = pg->fpixels;
         double omega_row = 0.0;
         for (int f = 0; f < fpixels; ++f) {
-            if (!pixel_selected(plan, f, s)) continue;
-            size_t idx = (size_t)s * fpixels + f;
-            image[idx] = (float)(image[idx] + render_pixel(&ctx, f, s, &omega_row, &fallbacks, NULL));
+            if (!pixel_selected(plan, f0 + f, s)) continue;
+            size_t idx = (size_t)s * data_fpixels + (size_t)(f0 + f);
+            image[idx] = (float)(image[idx] + render_pixel(&ctx, pg, f, r, &omega_row, &fallbacks, NULL));
         }
-        row_omega[s - row_begin] = omega_row;
+        unit_omega[u] = omega_row;
         if (progress != NULL) {
 #pragma omp atomic
             (*progress)++;
         }
     }
     double omega_sum = 0.0;
-    for (int r = 0; r < nrows; ++r) omega_sum += row_omega[r];
-    free(row_omega);
+    for (int u = 0; u < units; ++u) omega_sum += unit_omega[u];
+    free(unit_omega);
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);
         if (stats_compute(plan, image, stats, nthreads) != PB_OK)
-            return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the statistics of %d rows", g->spixels);
+            return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the statistics of %d rows", units);
         stats->omega_sum = omega_sum;
         stats->interpolation_fallbacks = fallbacks;
     }

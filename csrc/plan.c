@@ -110,6 +110,8 @@ void pb_plan_free(pb_plan *plan)
     free(plan->axes);
     free(plan->fhkl);
     free(plan->mask);
+    free(plan->panels);
+    free(plan->unit_start);
     free(plan);
 }
 
@@ -160,6 +162,39 @@ static int build_axes(pb_plan *p, pb_error *err)
     return PB_OK;
 }
 
+/* Oversampling of every panel: enough sub-pixels to resolve the crystal's
+   transform at that panel's distance and pixel size, unless -oversample is given.
+   The plan's geometry reports panel 0's. */
+static int choose_oversample(pb_plan *p, const pb_config *cfg, const pb_inputs *in, pb_error *err)
+{
+    pb_geometry *g = &p->geo;
+    double xtal_max = g->xtal_size[0];
+    if (xtal_max < g->xtal_size[1]) xtal_max = g->xtal_size[1];
+    if (xtal_max < g->xtal_size[2]) xtal_max = g->xtal_size[2];
+    const int explicit_panels = in != NULL && in->n_panels > 0;
+    for (int i = 0; i < p->n_panels; ++i) {
+        pb_panel_geometry *pg = &p->panels[i];
+        double recip_pixel = g->lambda0 * pg->distance / pg->pixel_size;
+        double wanted = ceil(3.0 * xtal_max / recip_pixel);
+        int recommended = !(wanted >= 1.0) ? 1 : wanted > PB_OVERSAMPLE_CAP ? PB_OVERSAMPLE_CAP : (int)wanted;
+        pg->oversample = cfg->detector.oversample > 0 ? cfg->detector.oversample : recommended;
+        if (i == 0) {
+            g->recommended_oversample = recommended;
+            g->oversample = pg->oversample;
+        }
+        if (cfg->detector.oversample <= 0 && recommended > PB_MAX_AUTO_OVERSAMPLE) {
+            /* the reference would try; a render of >10^6 sub-pixels per pixel never ends */
+            char where[64] = "";
+            if (explicit_panels) snprintf(where, sizeof where, "panel %d (%.31s): ", i, pg->name);
+            return pb_set_error(err, PB_ERR_INVALID,
+                                "%sautomatic oversampling would be %d x %d sub-pixels per pixel (crystal %g m "
+                                "across, reciprocal pixel %g m): check the wavelength and sizes, or give -oversample",
+                                where, recommended, recommended, xtal_max, recip_pixel);
+        }
+    }
+    return PB_OK;
+}
+
 static int copy_inputs(pb_plan *p, const pb_inputs *in, pb_error *err)
 {
     if (in == NULL) return PB_OK;
@@ -180,10 +215,11 @@ static int copy_inputs(pb_plan *p, const pb_inputs *in, pb_error *err)
         p->has_table = 1;
     }
     if (in->mask != NULL) {
-        if (in->mask_fpixels != p->geo.fpixels || in->mask_spixels != p->geo.spixels)
+        const pb_geometry *g = &p->geo;
+        if (in->mask_fpixels != g->data_fpixels || in->mask_spixels != g->data_spixels)
             return pb_set_error(err, PB_ERR_INPUT, "mask is %dx%d pixels but the detector is %dx%d",
-                                in->mask_fpixels, in->mask_spixels, p->geo.fpixels, p->geo.spixels);
-        size_t n = (size_t)p->geo.fpixels * p->geo.spixels;
+                                in->mask_fpixels, in->mask_spixels, g->data_fpixels, g->data_spixels);
+        size_t n = (size_t)g->data_fpixels * g->data_spixels;
         p->mask = malloc(n);
         if (p->mask == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the mask");
         memcpy(p->mask, in->mask, n);
@@ -252,7 +288,7 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     g->I_bg = PB_WATER_F * PB_WATER_F * PB_R_E_SQR * g->fluence * b->water_size * b->water_size *
               b->water_size * PB_WATER_DENSITY * PB_AVOGADRO / PB_WATER_MW;
 
-    if (geometry_resolve(cfg, g, err) != PB_OK) goto fail;
+    if (detector_resolve(p, cfg, in, err) != PB_OK) goto fail;
     sampling_resolve(cfg, g);
 
     /* structure-factor interpolation: automatic for crystals of <= 2 cells */
@@ -263,23 +299,7 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
 
     if (crystal_resolve(cfg, g, err) != PB_OK) goto fail;
 
-    /* oversampling: enough sub-pixels to resolve the crystal's transform */
-    double xtal_max = g->xtal_size[0];
-    if (xtal_max < g->xtal_size[1]) xtal_max = g->xtal_size[1];
-    if (xtal_max < g->xtal_size[2]) xtal_max = g->xtal_size[2];
-    double recip_pixel = g->lambda0 * g->distance / g->pixel_size;
-    double wanted = ceil(3.0 * xtal_max / recip_pixel);
-    int recommended = !(wanted >= 1.0) ? 1 : wanted > PB_OVERSAMPLE_CAP ? PB_OVERSAMPLE_CAP : (int)wanted;
-    g->recommended_oversample = recommended;
-    g->oversample = cfg->detector.oversample > 0 ? cfg->detector.oversample : recommended;
-    if (cfg->detector.oversample <= 0 && recommended > PB_MAX_AUTO_OVERSAMPLE) {
-        /* the reference would try; a render of >10^6 sub-pixels per pixel never ends */
-        pb_set_error(err, PB_ERR_INVALID,
-                     "automatic oversampling would be %d x %d sub-pixels per pixel (crystal %g m across, "
-                     "reciprocal pixel %g m): check the wavelength and sizes, or give -oversample",
-                     recommended, recommended, xtal_max, recip_pixel);
-        goto fail;
-    }
+    if (choose_oversample(p, cfg, in, err) != PB_OK) goto fail;
 
     if (copy_inputs(p, in, err) != PB_OK) goto fail;
     if (!p->has_table) g->interpolate = 0;
@@ -290,7 +310,11 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     p->n_mosaic = g->mosaic_domains;
     if (build_axes(p, err) != PB_OK) goto fail;
 
-    g->steps = (long)g->sources * g->mosaic_domains * g->phisteps * (long)g->oversample * g->oversample;
+    for (int i = 0; i < p->n_panels; ++i) {
+        pb_panel_geometry *pg = &p->panels[i];
+        pg->steps = (long)g->sources * g->mosaic_domains * g->phisteps * (long)pg->oversample * pg->oversample;
+    }
+    g->steps = p->panels[0].steps;
     return p;
 fail:
     pb_plan_free(p);

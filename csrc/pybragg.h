@@ -173,6 +173,21 @@ typedef struct pb_config {
     pb_detector detector;
 } pb_config;
 
+/* One flat panel of a detector given panel by panel (pb_inputs.panels).  Each is
+   placed like a CUSTOM-convention detector with an explicit origin (-pix0_vector):
+   its normal is fdet x sdet; the detector rotations (rotx, roty, rotz, twotheta)
+   rotate its origin and axes about the sample; beam, polarization and spindle come
+   from the configuration's convention. */
+typedef struct pb_panel {
+    char name[32];          /* for messages (NUL-terminated) */
+    int fpixels, spixels;   /* pixels along the fast and slow axes (> 0) */
+    double pixel_size;      /* m (> 0) */
+    double origin[3];       /* corner of the first pixel (pix0) before detector rotations (m) */
+    double fdet[3];         /* fast axis (normalised by the plan) */
+    double sdet[3];         /* slow axis (not parallel to fdet) */
+    int data_fast, data_slow; /* where the first pixel sits in the detector's data array */
+} pb_panel;
+
 /* Arrays that come from files.  Pointers may be NULL. */
 typedef struct pb_inputs {
     const double *fhkl;     /* nh*nk*nl structure factors, [h-h_min][k-k_min][l-l_min] */
@@ -180,9 +195,28 @@ typedef struct pb_inputs {
     int nh, nk, nl;         /* 0 when there is no table */
     const double *sources;  /* n_sources x 5: X, Y, Z (m), weight, lambda (m); NaN = default */
     int n_sources;
-    const uint8_t *mask;    /* fpixels*spixels, 0 = do not render; NULL = all */
+    const uint8_t *mask;    /* data_fpixels*data_spixels, 0 = do not render; NULL = all */
     int mask_fpixels, mask_spixels;
+    /* the detector's panels; n_panels 0: one panel from the detector configuration */
+    const pb_panel *panels;
+    int n_panels;
 } pb_inputs;
+
+/* One panel as the plan resolved it (after the detector rotations). */
+typedef struct pb_panel_geometry {
+    char name[32];
+    int fpixels, spixels;
+    int data_fast, data_slow;   /* position of its first pixel in the data array */
+    double pixel_size;
+    double pix0[3];             /* corner of its first pixel (m) */
+    double fdet[3], sdet[3], odet[3];
+    double distance;            /* sample to its plane along the beam (m) */
+    double close_distance;      /* sample to its plane along its normal (m) */
+    double Fbeam, Sbeam;        /* beam spot along fast and slow from pix0 (m) */
+    double Fclose, Sclose;      /* near point along fast and slow from pix0 (m) */
+    int oversample;             /* sub-pixels per pixel edge */
+    long steps;                 /* sources * domains * phisteps * oversample^2 */
+} pb_panel_geometry;
 
 /* Everything the plan derived from the configuration. */
 typedef struct pb_geometry {
@@ -230,12 +264,17 @@ typedef struct pb_geometry {
     double dmin;
     int roi[4];
     long steps;                 /* sources * domains * phisteps * oversample^2 */
+    /* The detector fields above describe panel 0.  The image is the data array of
+       data_spixels x data_fpixels pixels holding every panel (for a detector without
+       explicit panels: the one panel, data_fpixels == fpixels, data_spixels == spixels). */
+    int n_panels;
+    int data_fpixels, data_spixels;
 } pb_geometry;
 
 typedef struct pb_stats {
     double max_I;               /* brightest pixel */
-    double max_I_fast, max_I_slow; /* its last sub-pixel position (m) */
-    long max_I_index;           /* slow*fpixels + fast; -1 when nothing rendered */
+    double max_I_fast, max_I_slow; /* its last sub-pixel position in its panel (m) */
+    long max_I_index;           /* slow*data_fpixels + fast; -1 when nothing rendered */
     double sum, sumsqr;         /* over rendered pixels */
     long n;                     /* rendered pixels */
     double mean, rms, rmsd;     /* as the reference reports them */
@@ -251,8 +290,8 @@ typedef struct pb_error {
 /* optional per-call settings of pb_render */
 typedef struct pb_render_options {
     int nthreads;               /* <= 0: OpenMP default */
-    volatile long *progress;    /* if set, incremented once per finished row */
-    int row_begin, row_end;     /* slow rows to render; row_end <= 0: all */
+    volatile long *progress;    /* if set, incremented once per finished panel row */
+    int row_begin, row_end;     /* data-array rows to render; row_end <= 0: all */
 } pb_render_options;
 
 typedef struct pb_plan pb_plan;
@@ -297,13 +336,17 @@ PB_API const pb_geometry *pb_plan_geometry(const pb_plan *plan);
 PB_API const double *pb_plan_sources(const pb_plan *plan, int *n);
 /* n x 9 row-major rotation matrices, the first is the identity */
 PB_API const double *pb_plan_mosaic(const pb_plan *plan, int *n);
+/* the n resolved panels (n >= 1) */
+PB_API const pb_panel_geometry *pb_plan_panels(const pb_plan *plan, int *n);
 
-/* Render into image (fpixels*spixels floats, slow-major); pixels outside the ROI
-   or the mask are left untouched (callers pass a zeroed buffer). */
+/* Render every panel into image, the data array (data_fpixels*data_spixels floats,
+   slow-major); pixels outside the ROI, the mask or every panel are left untouched
+   (callers pass a zeroed buffer).  The ROI and the mask are in data-array pixels. */
 PB_API int pb_render(const pb_plan *plan, float *image, pb_stats *stats,
                      const pb_render_options *opts, pb_error *err);
 
-/* Evaluate one pixel (fast, slow) and report its intermediate quantities in
+/* Evaluate one pixel (fast, slow; data-array coordinates, in the panel that covers
+   it: PB_ERR_INVALID where none does) and report its intermediate quantities in
    loop order: detector origin and axes, then per layer and sub-pixel the
    position, diffracted direction, solid angle and capture fraction, per source
    the incident direction, wavelength, scattering vector and polarization, per

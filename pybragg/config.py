@@ -133,6 +133,33 @@ class BeamConfig:
 
 
 @dataclass
+class PanelConfig:
+    """One flat panel placed explicitly in pybragg's lab frame (SI).
+
+    Placed like a CUSTOM-convention detector with ``pix0_vector = origin``: the normal is
+    fdet x sdet, the detector rotations (rotx, roty, rotz, twotheta) rotate the origin and
+    the axes about the sample, and its pixels land in the detector's data array from
+    (``data_slow``, ``data_fast``) on.
+    """
+
+    #: for messages (at most 31 bytes reach the engine)
+    name: str = "p0"
+    fpixels: int = 0
+    spixels: int = 0
+    #: m
+    pixel_size: float = 0.1e-3
+    #: corner of the panel's first pixel (pix0) before the detector rotations (m)
+    origin: Vec3 = (0.0, 0.0, 0.0)
+    #: fast axis (normalised by the plan)
+    fdet: Vec3 = (0.0, 0.0, 1.0)
+    #: slow axis
+    sdet: Vec3 = (0.0, -1.0, 0.0)
+    #: where the panel's first pixel sits in the detector's data array
+    data_fast: int = 0
+    data_slow: int = 0
+
+
+@dataclass
 class DetectorConfig:
     """Pixel array, placement, axes, sensor and sampling."""
 
@@ -177,8 +204,11 @@ class DetectorConfig:
     oversample_omega: bool = False
     #: resolution cut-off (m); 0 = none
     dmin: float = 0.0
-    #: xmin, xmax, ymin, ymax in pixels (inclusive)
+    #: xmin, xmax, ymin, ymax in pixels (inclusive) of the data array
     roi: tuple[int, int, int, int] | None = None
+    #: explicit panels; empty: one panel from the fields above (conventions, pivots, beam
+    #: centre, pix0 exactly as the reference places its detector)
+    panels: tuple[PanelConfig, ...] = ()
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from pybragg._native import check, native
-from pybragg.config import Config, iter_fields
+from pybragg.config import Config, PanelConfig, iter_fields
 from pybragg.inputs import Inputs
-from pybragg.result import Geometry, Result, Stats
+from pybragg.result import Geometry, PanelGeometry, Result, Stats
 
 
 def _c_value(value: Any, ctype: Any) -> Any:
@@ -33,12 +33,18 @@ def _c_value(value: Any, ctype: Any) -> Any:
     return -1 if value is None else int(value)
 
 
+# configuration fields that travel in pb_inputs rather than pb_config
+_NOT_IN_PB_CONFIG = frozenset({"detector.panels"})
+
+
 def config_to_c(config: Config) -> Any:
     """A new ``pb_config`` holding ``config`` (unset fields as the engine expects)."""
     ffi, lib = native()
     cfg = ffi.new("pb_config *")
     lib.pb_config_init(cfg)
     for name, value in iter_fields(config):
+        if name in _NOT_IN_PB_CONFIG:
+            continue
         *path, last = name.split(".")
         target = cfg
         for part in path:
@@ -46,6 +52,39 @@ def config_to_c(config: Config) -> Any:
         ctype = dict(ffi.typeof(target).fields)[last].type
         setattr(target, last, _c_value(value, ctype))
     return cfg
+
+
+def panels_to_c(panels: tuple[PanelConfig, ...]) -> Any:
+    """A new ``pb_panel[]`` holding ``panels`` (None for no explicit panels)."""
+    if not panels:
+        return None
+    ffi, _ = native()
+    out = ffi.new("pb_panel[]", len(panels))
+    for c, p in zip(out, panels):
+        name = str(p.name).encode()
+        if len(name) > 31:  # whole UTF-8 characters only
+            name = name[:31].decode(errors="ignore").encode()
+        c.name = name
+        c.fpixels, c.spixels = int(p.fpixels), int(p.spixels)
+        c.pixel_size = float(p.pixel_size)
+        c.origin = [float(v) for v in p.origin]
+        c.fdet = [float(v) for v in p.fdet]
+        c.sdet = [float(v) for v in p.sdet]
+        c.data_fast, c.data_slow = int(p.data_fast), int(p.data_slow)
+    return out
+
+
+def _panel_geometry(c: Any) -> PanelGeometry:
+    ffi, _ = native()
+    values = {}
+    for name, f in ffi.typeof("pb_panel_geometry").fields:
+        value = getattr(c, name)
+        if name == "name":
+            value = ffi.string(value).decode(errors="replace")
+        elif f.type.kind == "array":
+            value = tuple(value)
+        values[name] = value
+    return PanelGeometry(**values)
 
 
 def _struct_to_dict(obj: Any) -> dict[str, Any]:
@@ -86,6 +125,11 @@ class Plan:
             self._keep.append(mask)
             c_in.mask = ffi.cast("const uint8_t *", mask.ctypes.data)
             c_in.mask_spixels, c_in.mask_fpixels = mask.shape
+        panels = panels_to_c(tuple(config.detector.panels))
+        if panels is not None:
+            self._keep.append(panels)
+            c_in.panels = panels
+            c_in.n_panels = len(panels)
         self.config = config
         self._cfg = config_to_c(config)
         err = ffi.new("pb_error *")
@@ -93,8 +137,11 @@ class Plan:
         if plan == ffi.NULL:
             check(err.code or 1, err)
         self.handle = ffi.gc(plan, lib.pb_plan_free)
-        self.geometry = Geometry(_struct_to_dict(lib.pb_plan_geometry(self.handle)))
         n = ffi.new("int *")
+        ptr = lib.pb_plan_panels(self.handle, n)
+        #: every panel as resolved (one for a detector without explicit panels)
+        self.panels: list[PanelGeometry] = [_panel_geometry(ptr[i]) for i in range(n[0])]
+        self.geometry = Geometry({**_struct_to_dict(lib.pb_plan_geometry(self.handle)), "panels": self.panels})
         ptr = lib.pb_plan_sources(self.handle, n)
         self.sources = np.frombuffer(ffi.buffer(ptr, 8 * 5 * n[0]), dtype=np.float64).reshape(n[0], 5).copy()
         ptr = lib.pb_plan_mosaic(self.handle, n)
@@ -102,8 +149,13 @@ class Plan:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(slow, fast) pixel counts."""
-        return self.geometry.spixels, self.geometry.fpixels
+        """(slow, fast) pixel counts of the data array (the image every engine returns)."""
+        return self.geometry.data_spixels, self.geometry.data_fpixels
+
+    @property
+    def rows(self) -> int:
+        """Work units of the pixel loop: the rows of every panel (what progress counts)."""
+        return sum(p.spixels for p in self.panels)
 
     def stats(self, image: np.ndarray, omega_sum: float = 0.0, fallbacks: int = 0) -> Stats:
         """Statistics of ``image`` (any float dtype) as the reference computes them."""
@@ -114,7 +166,7 @@ class Plan:
         st = ffi.new("pb_stats *")
         err = ffi.new("pb_error *")
         check(lib.pb_stats_compute(self.handle, ffi.cast("const float *", img.ctypes.data), st, err), err)
-        return stats_from_c(st, self.geometry.fpixels, omega_sum, fallbacks)
+        return stats_from_c(st, self.geometry.data_fpixels, omega_sum, fallbacks)
 
     def result(self, image: np.ndarray, stats: Stats, backend: str, dtype: str, device: str, seconds: float,
                extras: dict[str, Any] | None = None) -> Result:
@@ -125,6 +177,7 @@ class Plan:
 
 
 def stats_from_c(st: Any, fpixels: int, omega_sum: float | None = None, fallbacks: int | None = None) -> Stats:
+    """A :class:`Stats` from a ``pb_stats``; ``fpixels``: the data array's width."""
     idx = int(st.max_I_index)
     return Stats(
         max_I=float(st.max_I),

@@ -34,12 +34,48 @@ class Stats:
     interpolation_fallbacks: int
 
 
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class PanelGeometry:
+    """One panel as the plan resolved it (``pb_panel_geometry``), after the detector rotations.
+
+    ``pix0``: corner of its first pixel (m); ``fdet``, ``sdet``, ``odet``: unit axes;
+    ``distance``: sample to its plane along the beam, ``close_distance``: along its normal (m);
+    ``Fbeam``/``Sbeam``, ``Fclose``/``Sclose``: beam spot and near point from pix0 (m);
+    ``data_fast``/``data_slow``: where its first pixel sits in the data array; ``oversample``:
+    its sub-pixels per pixel edge; ``steps``: sources x domains x phi steps x oversample².
+    """
+
+    name: str
+    fpixels: int
+    spixels: int
+    data_fast: int
+    data_slow: int
+    pixel_size: float
+    pix0: Vec3
+    fdet: Vec3
+    sdet: Vec3
+    odet: Vec3
+    distance: float
+    close_distance: float
+    Fbeam: float
+    Sbeam: float
+    Fclose: float
+    Sclose: float
+    oversample: int
+    steps: int
+
+
 class Geometry:
     """Everything derived from the configuration (fields of ``pb_geometry``).
 
     Attributes are plain floats, ints and tuples; SI units except where the C
     header says otherwise (``cell`` in Angstrom and degrees, ``dials_origin`` in mm,
-    reciprocal axes in 1/Angstrom).
+    reciprocal axes in 1/Angstrom).  The detector fields describe panel 0; ``panels``
+    lists every panel (:class:`PanelGeometry`), ``n_panels`` counts them, and the image
+    is the data array of ``data_spixels`` x ``data_fpixels`` pixels that holds them.
     """
 
     def __init__(self, fields: dict[str, Any]):

@@ -43,13 +43,13 @@ def render_plan(
             target=lambda: codes.append(lib.pb_render(plan.handle, img_ptr, stats, opts, err)), daemon=True
         )
         worker.start()
-        rows = max(1, plan.shape[0])
+        rows = max(1, plan.rows)
         while worker.is_alive():
             worker.join(0.1)
             progress(min(1.0, counter[0] / rows))
         progress(1.0)
         check(codes[0] if codes else 1, err)
-    return image, stats_from_c(stats, plan.geometry.fpixels)
+    return image, stats_from_c(stats, plan.geometry.data_fpixels)
 
 
 def render(
