@@ -1,26 +1,32 @@
-"""Detector geometry of the torch engine (``csrc/geometry.c``): axes, origin, pixels.
+"""Detector geometry of the torch engine (``csrc/geometry.c``, ``csrc/panels.c``): axes, origin, pixels.
 
+The detector is a list of panels: the one panel that the detector flags define, or
+the configuration's explicit panels, each placed like a CUSTOM-convention detector
+with its origin as pix0 (its own axes, pixel size, pixel counts and oversampling;
+the convention's beam, polarization, spindle and twotheta axes).
 :func:`convention_axes` gives the convention's (or the custom) unit axes once per
-model; :func:`resolve_detector` rebuilds the rotated axes, the origin and the
-distances from the (differentiable) detector parameters for every parameter set,
-as ``geometry_resolve`` does; :class:`Panel` holds what is fixed about a panel's
-pixels (which are rendered, their sub-pixel centres, the sensor layers).
+model, :func:`panel_axes` an explicit panel's; :func:`resolve_detector` rebuilds a
+panel's rotated axes, origin and distances from the (differentiable) detector
+parameters for every parameter set, as ``geometry_resolve`` does; :class:`Panel`
+holds what is fixed about a panel's pixels (which are rendered and where they go in
+the data array, their sub-pixel centres, the sensor layers).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from pybragg.config import Config, Convention, Pivot
+from pybragg.config import Config, Convention, PanelConfig, Pivot
 from pybragg.constants import CONVENTION_AXES
 from pybragg.engines.torch.vec import cross_np, dot, rotate_axis, rotate_xyz, unit_np
 from pybragg.inputs import Inputs
+from pybragg.result import PanelGeometry
 
 
 def unset(x: float | None) -> bool:
@@ -59,7 +65,7 @@ class Panel:
 
     ``selected``: flat indices (slow-major, within the panel) of the pixels to render
     (inside the ROI and the mask), ``data_index`` where they go in the flat data
-    array.  ``fdet_of_column`` (fpixels, oversample) and ``sdet_of_row`` (spixels,
+    array; (``data_slow``, ``data_fast``): where the panel's first pixel sits in it.  ``fdet_of_column`` (fpixels, oversample) and ``sdet_of_row`` (spixels,
     oversample): sub-pixel centres along the fast and slow axes (m).  ``odet_offsets``
     (layers,): the sensor layers' depths; ``capture_c1``, ``capture_c2`` (sub-pixels,):
     the exponents of the capture fraction of each (layer, sub-pixel) over the parallax.
@@ -68,6 +74,8 @@ class Panel:
     index: int
     fpixels: int
     spixels: int
+    data_fast: int
+    data_slow: int
     pixel_size: float
     oversample: int
     layers: int
@@ -110,8 +118,23 @@ def convention_axes(config: Config, g: Any, dtype: torch.dtype, device: torch.de
     return Axes(*(to_tensor(v, dtype, device) for v in (beam, fdet, sdet, odet_u, tt_axis, polar, spindle)))
 
 
-def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.Tensor]) -> DetectorState:
-    """geometry_resolve of the C engine for the flag-defined detector and parameters ``p``."""
+def panel_axes(axes: Axes, panel: PanelConfig) -> Axes:
+    """An explicit panel's unit axes: its fast and slow axes, their normal, the convention's others."""
+    fdet, _ = unit_np(panel.fdet)
+    sdet, _ = unit_np(panel.sdet)
+    odet, _ = unit_np(cross_np(fdet, sdet))
+    dtype, device = axes.fdet.dtype, axes.fdet.device
+    return replace(axes, fdet=to_tensor(fdet, dtype, device), sdet=to_tensor(sdet, dtype, device),
+                   odet=to_tensor(odet, dtype, device))
+
+
+def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.Tensor],
+                     origin: torch.Tensor | None = None) -> DetectorState:
+    """geometry_resolve of the C engine for parameters ``p``.
+
+    Without ``origin``: the flag-defined detector.  With it: an explicit panel
+    (``axes`` from :func:`panel_axes`) whose pix0 before the rotations is ``origin``.
+    """
     d = config.detector
     px, detsize_f, detsize_s = float(g.pixel_size), float(g.detsize_f), float(g.detsize_s)
     Fclose: Any = (d.ORGX - 0.5) * px if not unset(d.ORGX) else detsize_f / 2.0
@@ -142,7 +165,9 @@ def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.T
         return rotate_axis(rotate_xyz(v, rx, ry, rz), axes.twotheta, tt)
 
     pix0 = None
-    if d.has_pix0:
+    if origin is not None:
+        pix0 = origin
+    elif d.has_pix0:
         pix0 = to_tensor(list(d.pix0_vector), ratio.dtype, ratio.device)
     elif Pivot(g.pivot) == Pivot.SAMPLE:
         pix0 = -Fclose * fdet - Sclose * sdet + close * odet
@@ -156,34 +181,38 @@ def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.T
     return DetectorState(fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, close=close, distance=distance)
 
 
-def flag_panel(g: Any, inputs: Inputs, dtype: torch.dtype, device: torch.device) -> Panel:
-    """The flag-defined detector as panel 0: its pixels inside the ROI and the mask."""
-    fp, sp = int(g.fpixels), int(g.spixels)
+def selection(g: Any, inputs: Inputs) -> np.ndarray:
+    """(slow, fast) over the data array: the pixels inside the ROI and the mask."""
+    sp, fp = int(g.data_spixels), int(g.data_fpixels)
     x0, x1, y0, y1 = (int(v) for v in g.roi)
     sel = np.zeros((sp, fp), dtype=bool)
     sel[max(y0, 0):max(y1 + 1, 0), max(x0, 0):max(x1 + 1, 0)] = True
     if inputs.mask is not None:
         sel &= np.asarray(inputs.mask) != 0
-    selected = torch.as_tensor(np.flatnonzero(sel.ravel()), dtype=torch.int64, device=device)
-    return make_panel(0, fp, sp, float(g.pixel_size), int(g.oversample), int(g.steps), selected, selected,
-                      g, dtype, device)
+    return sel
 
 
-def make_panel(index: int, fpixels: int, spixels: int, pixel_size: float, oversample: int, steps: int,
-               selected: torch.Tensor, data_index: torch.Tensor, g: Any, dtype: torch.dtype,
+def plan_panel(index: int, pg: PanelGeometry, selected: np.ndarray, g: Any, dtype: torch.dtype,
                device: torch.device) -> Panel:
-    """A panel's sub-pixel tables and sensor layers (``g``: the plan's geometry)."""
+    """Panel ``index`` of the plan (``pg``; ``g``: the plan's geometry) with its pixels among
+    ``selected`` (over the data array): which to render, their sub-pixel tables, the sensor layers."""
+    fp, sp, f0, s0 = int(pg.fpixels), int(pg.spixels), int(pg.data_fast), int(pg.data_slow)
+    local = np.flatnonzero(selected[s0:s0 + sp, f0:f0 + fp].ravel())
+    data = (s0 + local // fp) * selected.shape[1] + f0 + local % fp
+    oversample, pixel_size = int(pg.oversample), float(pg.pixel_size)
     sub = pixel_size / oversample
     offsets = torch.arange(oversample, device=device, dtype=torch.int64)
     fdet_of_column, sdet_of_row = (
         (torch.arange(n, device=device, dtype=torch.int64)[:, None] * oversample + offsets)
-        .to(dtype).mul_(sub).add_(sub / 2.0) for n in (fpixels, spixels))
+        .to(dtype).mul_(sub).add_(sub / 2.0) for n in (fp, sp))
     layers = int(g.thicksteps)
     layer_of_sub = np.repeat(np.arange(layers), oversample**2)
     thickstep, mu = float(g.thickstep), float(g.mu)
     return Panel(
-        index=index, fpixels=fpixels, spixels=spixels, pixel_size=pixel_size, oversample=oversample,
-        layers=layers, steps=steps, selected=selected, data_index=data_index,
+        index=index, fpixels=fp, spixels=sp, data_fast=f0, data_slow=s0, pixel_size=pixel_size,
+        oversample=oversample, layers=layers, steps=int(pg.steps),
+        selected=torch.as_tensor(local, dtype=torch.int64, device=device),
+        data_index=torch.as_tensor(data, dtype=torch.int64, device=device),
         fdet_of_column=fdet_of_column, sdet_of_row=sdet_of_row,
         odet_offsets=to_tensor(np.arange(layers) * thickstep, dtype, device),
         capture_c1=to_tensor([(-int(k)) * thickstep * mu for k in layer_of_sub], dtype, device),

@@ -19,7 +19,14 @@ from pybragg.config import Config, Shape
 from pybragg.constants import AVOGADRO, R_E_SQR, WATER_F, WATER_MW
 from pybragg.engines.torch import driver
 from pybragg.engines.torch.crystal import crystal_axes, default_cell, mosaic_deviates, orientations
-from pybragg.engines.torch.geometry import convention_axes, flag_panel, resolve_detector, to_tensor
+from pybragg.engines.torch.geometry import (
+    convention_axes,
+    panel_axes,
+    plan_panel,
+    resolve_detector,
+    selection,
+    to_tensor,
+)
 from pybragg.engines.torch.kernel import KernelSetup, RenderState
 from pybragg.engines.torch.lattice import Lattice
 from pybragg.engines.torch.sources import build_sources
@@ -42,8 +49,9 @@ class TorchModel:
 
     ``TorchModel(config, inputs, dtype="float64", device="cpu")`` resolves the
     configuration with the C plan once; :meth:`image` renders the full (slow, fast)
-    image for any parameter values (see :data:`PARAMETERS` and the package docstring).
-    Pixels outside the ROI or the mask are 0.
+    image -- the data array that holds every panel -- for any parameter values (see
+    :data:`PARAMETERS` and the package docstring).  Pixels outside the ROI or the mask,
+    and pixels no panel covers, are 0.
     """
 
     def __init__(
@@ -78,8 +86,13 @@ class TorchModel:
         self.plan = plan if plan is not None else Plan(config, self.inputs)
         g = self.geometry = self.plan.geometry
         self.axes = convention_axes(config, g, self.cdtype, self.device)
-        self.panels = (flag_panel(g, self.inputs, self.cdtype, self.device),)
-        self.shape = (int(g.spixels), int(g.fpixels))  # the data array (slow, fast)
+        selected = selection(g, self.inputs)
+        self.panels = tuple(plan_panel(i, pg, selected, g, self.cdtype, self.device)
+                            for i, pg in enumerate(self.plan.panels))
+        # explicit panels: their axes and origins before the detector rotations
+        self._panel_axes = [panel_axes(self.axes, pc) for pc in config.detector.panels]
+        self._panel_origins = [self._t(list(pc.origin)) for pc in config.detector.panels]
+        self.shape = self.plan.shape  # the data array (slow, fast)
         self.mosaic = mosaic_deviates(int(config.crystal.mosaic_seed), int(g.mosaic_domains))
         hkl = self.inputs.hkl
         table = build_table(hkl, float(config.crystal.default_F), self.cdtype, self.device) if hkl else None
@@ -144,7 +157,11 @@ class TorchModel:
         """Everything the kernel needs for ``params`` (defaults for missing names) that no pixel changes."""
         p = self._resolve(params)
         g = self.geometry
-        detectors = tuple(resolve_detector(self.config, g, self.axes, p) for _ in self.panels)
+        if self._panel_axes:
+            detectors = tuple(resolve_detector(self.config, g, axes, p, origin)
+                              for axes, origin in zip(self._panel_axes, self._panel_origins, strict=True))
+        else:
+            detectors = (resolve_detector(self.config, g, self.axes, p),)
         real, recip = crystal_axes(self.config.crystal, p.get("cell"), p["misset"])
         A = orientations(g, real, self.axes.spindle, p["phi0"], p["osc"], self.mosaic, p["mosaic_spread"])
         src = self.setup.sources

@@ -73,22 +73,27 @@ def trace_pixel(
     where one does not apply), values, loop order and skips), taken from the model's
     kernel run on a one-pixel chunk (see the module docstring), and the pixel's value
     rounded to single precision as the C engine reports it.  A pixel outside the
-    region of interest or the mask is traced all the same.  Raises ValueError for a
-    pixel outside the detector.
+    region of interest or the mask is traced all the same.  ``fpixel`` and ``spixel``
+    are data-array coordinates; the panel is the one covering that pixel.  Raises
+    ValueError for a pixel outside the data array or on no panel.
     """
     model = TorchModel(config, inputs, dtype=dtype, device=device)
     sp, fp = model.shape
     fpixel, spixel = int(fpixel), int(spixel)
     if not (0 <= fpixel < fp and 0 <= spixel < sp):
         raise ValueError(f"pixel (slow {spixel}, fast {fpixel}) is outside the {sp}x{fp} detector")
-    panel = model.panels[0]
+    panel = next((p for p in model.panels if 0 <= fpixel - p.data_fast < p.fpixels
+                  and 0 <= spixel - p.data_slow < p.spixels), None)
+    if panel is None:
+        raise ValueError(f"pixel (slow {spixel}, fast {fpixel}) lies on no panel")
     rec = Recorder()
     with torch.no_grad():
         state = model.state(None)
         det = state.detectors[panel.index]
         for name in ("pix0", "fdet", "sdet", "odet"):
             rec.put(name, getattr(det, name))
-        pix = torch.tensor([spixel * fp + fpixel], dtype=torch.int64, device=model.device)
+        local = (spixel - panel.data_slow) * panel.fpixels + fpixel - panel.data_fast
+        pix = torch.tensor([local], dtype=torch.int64, device=model.device)
         pixel_photons(model.setup, state, panel, pix, rec=rec)
 
     g, setup = model.geometry, model.setup
