@@ -17,11 +17,16 @@ class Inputs:
     ``sources``: (n, 5) array of X, Y, Z (m), weight, wavelength (m), NaN where the
     default applies (None: sources come from divergence and dispersion);
     ``mask``: uint8 (slow, fast), 0 = pixel not rendered (None: all pixels).
+    ``space_group`` and ``cell`` (Angstrom, degrees) are metadata of the file the structure
+    factors came from (an MTZ, mmCIF or model file; None for a text table); the engines ignore
+    them, the experiment-list and NeXus writers record the space group.
     """
 
     hkl: HKLTable | None = None
     sources: np.ndarray | None = None
     mask: np.ndarray | None = None
+    space_group: str | None = None
+    cell: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.sources is not None:

@@ -1,4 +1,5 @@
-"""Writers of a result: float image, SMV images (scaled and noisy), PGM."""
+"""Writers of a result: float image, SMV images (scaled and noisy), PGM, CBF, NeXus, DIALS
+experiment list and PNG preview, all of them written completely or none of them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pybragg.errors import UsageError
 from pybragg.io.atomic import new_file_mode
 from pybragg.io.cformat import c_g
 from pybragg.io.floatimage import write_float_image
@@ -166,8 +168,104 @@ def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
                 os.unlink(tmp)
 
 
-def write_outputs(result: Result, outputs) -> Written:
-    """Write every output that ``outputs`` asks for: all of them completely, or none."""
+def requested_paths(outputs) -> list[str]:
+    """Every file ``outputs`` asks for, in the order they are written."""
+    wanted = [p for p in (outputs.floatfile, outputs.intfile) if p]
+    if outputs.write_pgm and outputs.pgmfile:
+        wanted.append(outputs.pgmfile)
+    if outputs.write_noise and outputs.noisefile:
+        wanted.append(outputs.noisefile)
+    wanted += [p for p in _extra_paths(outputs) if p]
+    return wanted
+
+
+def _extra_paths(outputs) -> tuple[str | None, ...]:
+    return tuple(getattr(outputs, name, None) for name in ("cbffile", "nexusfile", "exptfile", "pngfile"))
+
+
+def detector_counts(result: Result, outputs) -> np.ndarray:
+    """The counts the CBF and NeXus files hold: the noise image's photons as int32 (before the
+    ADC offset, no 16-bit cap), or with -nonoise the float image rounded."""
+    from pybragg.io.photons import photon_counts, rounded_counts
+    from pybragg.noise import noise_image
+
+    image = float32_image(result)
+    if outputs.write_noise:
+        roi = tuple(result.geometry.roi)
+        capped, _, _ = noise_image(image, roi, outputs.noise_seed, 0.0)
+        return photon_counts(image, roi, outputs.noise_seed, capped)
+    return rounded_counts(image)
+
+
+def _pixel_mask(result: Result, setup) -> np.ndarray:
+    from pybragg.io.nexus import pixel_mask_bits
+
+    shape = (setup.data_spixels, setup.data_fpixels)
+    covered = np.zeros(shape, dtype=bool)
+    for panel in setup.panels:
+        covered[panel.data_slow:panel.data_slow + panel.spixels, panel.data_fast:panel.data_fast + panel.fpixels] = True
+    rendered = np.zeros(shape, dtype=bool)
+    rendered[roi_slices(result)] = True
+    return pixel_mask_bits(shape, covered, rendered)
+
+
+def _extra_jobs(result: Result, outputs, space_group: str | None) -> list[tuple[str, Callable[[str], None]]]:
+    """Jobs of the CBF, NeXus, experiment-list and PNG outputs."""
+    cbffile, nexusfile, exptfile, pngfile = _extra_paths(outputs)
+    jobs: list[tuple[str, Callable[[str], None]]] = []
+    if not (cbffile or nexusfile or exptfile or pngfile):
+        return jobs
+    from pybragg.io.frames import setup_from_result
+
+    setup = setup_from_result(result)
+    nopolar = bool(result.geometry.nopolar)
+    counts = detector_counts(result, outputs) if (cbffile or nexusfile) else None
+    if cbffile:
+        from pybragg.io.cbf import write_cbf
+
+        imgcif = setup.in_imgcif()
+        jobs.append((cbffile, lambda path: write_cbf(path, counts, imgcif, nopolar=nopolar)))
+    if nexusfile:
+        from pybragg.io.nexus import write_nexus
+
+        mcstas = setup.in_mcstas()
+        data = counts if outputs.write_noise else float32_image(result)
+        mask = _pixel_mask(result, setup)
+        jobs.append((nexusfile, lambda path: write_nexus(
+            path, data, mcstas, compression=outputs.nexus_compression, sources=result.sources,
+            pixel_mask=mask, space_group=space_group)))
+    if exptfile:
+        from pybragg.io.expt import write_expt
+
+        image = nexusfile or cbffile or (outputs.noisefile if outputs.write_noise else None) or outputs.intfile
+        imgcif = setup.in_imgcif()
+        jobs.append((exptfile, lambda path: write_expt(path, imgcif, image=image, space_group=space_group,
+                                                       nopolar=nopolar)))
+    if pngfile:
+        from pybragg.io.png import png_pixels, write_png
+
+        preview = png_pixels(float32_image(result), outputs.png_scale, outputs.png_cmap, outputs.png_max)
+        text = {"Software": "pybragg", "Scale": outputs.png_scale, "Colormap": outputs.png_cmap}
+        jobs.append((pngfile, lambda path: write_png(path, preview, text)))
+    return jobs
+
+
+def check_formats(result: Result, outputs) -> None:
+    """Raise UsageError for an output the render cannot be written as (before anything is written)."""
+    cbffile = getattr(outputs, "cbffile", None)
+    if cbffile:
+        n = len(getattr(result.geometry, "panels", None) or ()) or 1
+        if n > 1:
+            raise UsageError(f"-cbffile {cbffile}: a CBF holds one panel and this detector has {n} "
+                             "(write -nexusfile instead)")
+
+
+def write_outputs(result: Result, outputs, space_group: str | None = None) -> Written:
+    """Write every output that ``outputs`` asks for: all of them completely, or none.
+
+    ``space_group``: the crystal's space group (from an MTZ, mmCIF or model file), for the
+    experiment list and the NeXus file.
+    """
     from pybragg.noise import noise_image
 
     jobs: list[tuple[str, Callable[[str], None]]] = []
@@ -188,5 +286,7 @@ def write_outputs(result: Result, outputs) -> Written:
             image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
         )
         jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
+    check_formats(result, outputs)
+    jobs += _extra_jobs(result, outputs, space_group)
     _commit(jobs)
     return Written([path for path, _ in jobs], int_scale, pgm_scale, photons, overloads)

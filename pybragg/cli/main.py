@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 usage error (bad flag or value), 1 any other failure
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import os
 import sys
@@ -105,10 +106,13 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse nanoBragg flags, render, print the summary and write the outputs."""
     from pybragg.cli.help import format_help
     from pybragg.flags import from_args
-    from pybragg.writers import check_writable, write_outputs
+    from pybragg.writers import check_writable, requested_paths, write_outputs
 
     if any(a in ("-h", "--help", "-help") for a in argv):
         out.write(format_help())
+        return 0
+    if "--version" in argv:
+        out.write(version_text() + "\n")
         return 0
     if not argv:
         err.write(format_help())
@@ -117,16 +121,13 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     sim = from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
     inv = sim.invocation
     o = inv.outputs
-    wanted = [p for p in (o.floatfile, o.intfile) if p]
-    if o.write_pgm and o.pgmfile:
-        wanted.append(o.pgmfile)
-    if o.write_noise and o.noisefile:
-        wanted.append(o.noisefile)
     try:
-        check_writable(wanted)
+        check_writable(requested_paths(o))
     except OSError as exc:
         raise PybraggError(f"cannot write output: {exc}") from exc
-    show = inv.progress if inv.progress is not None else err.isatty()
+    if inv.quiet:
+        out = io.StringIO()
+    show = inv.progress if inv.progress is not None else (err.isatty() and not inv.quiet)
     bar: Callable[[float], None] | None = ProgressBar(err) if show else None
     try:
         result = sim.run(progress=bar)
@@ -140,7 +141,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             bar.close()
     print_summary(result, out)
     try:
-        written = write_outputs(result, o)
+        written = write_outputs(result, o, space_group=getattr(sim.inputs, "space_group", None))
     except OSError as exc:
         raise PybraggError(f"cannot write output: {exc}") from exc
     out.write(f"  intfile_scale = {written.int_scale:.6g}\n")
@@ -169,7 +170,7 @@ def _write_dump(sim, out: TextIO, err: TextIO) -> None:
 
     inv = sim.invocation
     dump = inv.outputs.dumpfile
-    if inv.hkl_path is None or not dump or sim.inputs.hkl is None:
+    if (inv.hkl_path is None and getattr(inv, "pdb_path", None) is None) or not dump or sim.inputs.hkl is None:
         return
     try:
         write_fdump(dump, sim.inputs.hkl)
@@ -183,7 +184,24 @@ def _write_dump(sim, out: TextIO, err: TextIO) -> None:
 SUBCOMMANDS: dict[str, str] = {
     "compare": "pybragg.cli.tools",
     "trace": "pybragg.cli.tools",
+    "series": "pybragg.cli.datasets",
+    "stills": "pybragg.cli.datasets",
 }
+
+
+def version_text() -> str:
+    """``pybragg X.Y.Z`` and the C library's version where it loads."""
+    from pybragg import __version__
+
+    text = f"pybragg {__version__}"
+    try:
+        from pybragg._native import native
+
+        ffi, lib = native()
+        text += f" (C engine {ffi.string(lib.pb_version()).decode()})"
+    except Exception as exc:  # noqa: BLE001 - the version is printed whether or not the engine loads
+        text += f" (C engine not loaded: {exc})"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

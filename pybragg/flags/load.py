@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
 from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
-from pybragg.io.hkl import read_fdump, read_hkl, write_fdump
+from pybragg.io.errors import FormatError
+from pybragg.io.hkl import HKLTable, read_fdump, read_hkl, write_fdump
 from pybragg.io.smv import read_smv
 from pybragg.io.sources import read_source_file
+
+#: how far a file's cell may differ from -cell and still be the same cell (rounding)
+CELL_LENGTH_TOLERANCE = 0.05    # Angstrom, or this fraction of the length if larger:
+CELL_LENGTH_FRACTION = 5e-4
+CELL_ANGLE_TOLERANCE = 0.05     # degrees
 
 
 def load_inputs(inv, write_dump: bool = False) -> Inputs:
@@ -18,13 +25,35 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
 
     Like the reference: ``-hkl`` is read (and cached to the dump file when
     ``write_dump``); without ``-hkl`` an existing dump file is read back; with
-    neither, ``-default_F`` must be non-zero.
+    neither, ``-default_F`` must be non-zero.  An MTZ or structure-factor mmCIF ``-hkl``
+    and a ``-pdb`` model are expanded to P1; their cell (and space group) is used when
+    neither ``-cell`` nor ``-mat`` is given, and must agree with ``-cell`` when it is.
     """
+    from pybragg.flags.parse import check_invocation
+
+    check_invocation(inv)
     crystal = inv.config.crystal
     hkl = None
+    space_group = None
+    file_cell = None
     dump = inv.outputs.dumpfile
+    pdb_path = getattr(inv, "pdb_path", None)
     if inv.hkl_path is not None:
-        hkl = read_hkl(inv.hkl_path, default_F=crystal.default_F)
+        from pybragg.io.reflections import p1_table, read_reflections, reflection_format
+
+        if reflection_format(inv.hkl_path) is None:
+            if getattr(inv, "hkl_column", None) is not None:
+                raise UsageError(f"-hkl_column: {inv.hkl_path} is a text table (h k l F): it has no columns to choose")
+            hkl = read_hkl(inv.hkl_path, default_F=crystal.default_F)
+        else:
+            refl = _named("-hkl", lambda: read_reflections(inv.hkl_path, getattr(inv, "hkl_column", None)))
+            space_group, file_cell = refl.space_group, refl.cell
+            _take_cell(inv, "-hkl", inv.hkl_path, file_cell)
+            hkl = p1_table(refl, crystal.default_F)
+        if write_dump and dump:
+            write_fdump(dump, hkl)
+    elif pdb_path is not None:
+        hkl, space_group, file_cell = _model_table(inv, pdb_path)
         if write_dump and dump:
             write_fdump(dump, hkl)
     elif dump and os.path.exists(dump):
@@ -37,4 +66,62 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
     mask = None
     if inv.mask_path is not None:
         mask = (read_smv(inv.mask_path).data != 0).astype(np.uint8)
-    return Inputs(hkl=hkl, sources=sources, mask=mask)
+    return Inputs(hkl=hkl, sources=sources, mask=mask, space_group=space_group, cell=file_cell)
+
+
+def _named(flag: str, read):
+    """Run a reader, naming the flag in its error."""
+    try:
+        return read()
+    except FormatError as exc:
+        raise FormatError(f"{flag}: {exc}") from None
+
+
+def _take_cell(inv, flag: str, path: str, cell: tuple[float, ...]) -> None:
+    """Use a file's cell when the command line gives none; check it against -cell when it does."""
+    crystal = inv.config.crystal
+    if crystal.has_matrix:
+        return
+    if not crystal.has_cell:
+        crystal.has_cell = True
+        crystal.cell = (cell[0] * 1e-10, cell[1] * 1e-10, cell[2] * 1e-10,
+                        math.radians(cell[3]), math.radians(cell[4]), math.radians(cell[5]))
+        return
+    given = (crystal.cell[0] * 1e10, crystal.cell[1] * 1e10, crystal.cell[2] * 1e10,
+             *(math.degrees(x) for x in crystal.cell[3:]))
+    for k in range(3):
+        tol = max(CELL_LENGTH_TOLERANCE, CELL_LENGTH_FRACTION * cell[k])
+        if abs(given[k] - cell[k]) > tol:
+            raise UsageError(_cell_mismatch(flag, path, given, cell))
+    for k in range(3, 6):
+        if abs(given[k] - cell[k]) > CELL_ANGLE_TOLERANCE:
+            raise UsageError(_cell_mismatch(flag, path, given, cell))
+
+
+def _cell_mismatch(flag: str, path: str, given, cell) -> str:
+    show = " ".join(f"{x:g}" for x in given)
+    theirs = " ".join(f"{x:g}" for x in cell)
+    return f"-cell {show} disagrees with the cell of {flag} {path} ({theirs}); give the file's cell or leave -cell out"
+
+
+def _model_table(inv, path: str) -> tuple[HKLTable, str, tuple[float, ...]]:
+    """Structure factors of a -pdb model out to the detector's corners, expanded to P1."""
+    from pybragg.io.reflections import p1_table
+    from pybragg.io.structure import corner_resolution, model_cell, model_reflections, read_model
+    from pybragg.plan import Plan
+
+    st = _named("-pdb", lambda: read_model(path))
+    cell = model_cell(st)
+    _take_cell(inv, "-pdb", path, cell)
+    plan = Plan(inv.config, Inputs())
+    g = plan.geometry
+    d_corner = corner_resolution(g, plan.sources, g.lambda0)
+    if g.dmin > 0:
+        d_corner = max(d_corner, g.dmin * 1e10)
+    # reach past the corners by two reciprocal cells, so that every reflection a pixel rounds to
+    # (and the tricubic neighbourhood of it) is in the table
+    star = sum(float(np.linalg.norm(v)) for v in (g.a_star, g.b_star, g.c_star))  # 1/Angstrom
+    d_table = 1.0 / (1.0 / d_corner + 2.0 * star) if math.isfinite(d_corner) else 1.0 / (2.0 * star)
+    refl = _named("-pdb", lambda: model_reflections(st, d_table, anomalous=bool(getattr(inv, "pdb_anomalous", False)),
+                                                    wavelength=g.lambda0, name=path))
+    return p1_table(refl, inv.config.crystal.default_F), refl.space_group, cell

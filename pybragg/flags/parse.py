@@ -64,6 +64,18 @@ class OutputOptions:
     adc_offset: float = 40.0
     #: noise seed as the user types it (the engine negates it, as the reference does)
     noise_seed: int = field(default_factory=lambda: int(time.time()))
+    #: CBF of counts (None: not written)
+    cbffile: str | None = None
+    #: NeXus/NXmx file and its data compression (deflate, bslz4, none)
+    nexusfile: str | None = None
+    nexus_compression: str = "deflate"
+    #: DIALS experiment list
+    exptfile: str | None = None
+    #: PNG preview, its scale (linear, sqrt, log), colour map and full-brightness value (None: the maximum)
+    pngfile: str | None = None
+    png_scale: str = "log"
+    png_cmap: str = "inverse"
+    png_max: float | None = None
 
 
 @dataclass
@@ -80,6 +92,11 @@ class Invocation:
 
     config: Config = field(default_factory=Config)
     hkl_path: str | None = None
+    #: amplitude column of an MTZ or mmCIF -hkl (None: the first amplitude column)
+    hkl_column: str | None = None
+    #: atomic model whose structure factors are computed (-pdb) and whether they get anomalous terms
+    pdb_path: str | None = None
+    pdb_anomalous: bool = False
     matrix_path: str | None = None
     mask_path: str | None = None
     img_path: str | None = None
@@ -97,6 +114,10 @@ class Invocation:
     progress: bool | None = None
     extras: dict[str, object] = field(default_factory=dict)
     show_help: bool = False
+    #: --version was given: nothing else is parsed then
+    show_version: bool = False
+    #: -q/--quiet: no summary on stdout
+    quiet: bool = False
 
 
 _NO_KEYWORD = object()
@@ -372,11 +393,16 @@ def _action_help(inv: Invocation, given: _Given) -> None:
     inv.show_help = True
 
 
+def _action_version(inv: Invocation, given: _Given) -> None:
+    inv.show_version = True
+
+
 _ACTIONS = {
     "cell": _action_cell,
     "misset": _action_misset,
     "absorb": _action_absorb,
     "help": _action_help,
+    "version": _action_version,
 }
 
 
@@ -497,6 +523,8 @@ def parse_args(argv: Sequence[str]) -> Invocation:
     argv = [str(a) for a in argv]
     if any(token in _HELP for token in argv):
         return Invocation(show_help=True)
+    if "--version" in argv:
+        return Invocation(show_version=True)
     now = int(time.time())
     inv = Invocation(outputs=OutputOptions(noise_seed=now))
     # like the reference, -misset random draws from the clock unless -misset_seed is given
@@ -511,3 +539,48 @@ def parse_args(argv: Sequence[str]) -> Invocation:
             _apply(inv, item)
     _apply_matrix(inv)
     return inv
+
+
+def check_invocation(inv: Invocation) -> None:
+    """Raise :class:`~pybragg.errors.UsageError` for flags that cannot go together, a colour map that
+    does not exist, or an output or input that needs a package that is not installed (called by
+    :func:`~pybragg.flags.load.load_inputs` before any file is read)."""
+    if inv.pdb_path is not None and inv.hkl_path is not None:
+        raise UsageError("-pdb and -hkl both give structure factors: give one of them")
+    if inv.hkl_column is not None and inv.hkl_path is None:
+        raise UsageError("-hkl_column needs an MTZ or mmCIF -hkl file")
+    if inv.pdb_anomalous and inv.pdb_path is None:
+        raise UsageError("-pdb_anomalous needs -pdb")
+    o = inv.outputs
+    needs = [(o.nexusfile, "-nexusfile", "h5py", "nexus"), (o.pngfile, "-pngfile", "PIL", "png")]
+    if inv.pdb_path is not None or (inv.hkl_path is not None and not _is_text_table(inv.hkl_path)):
+        flag = "-pdb" if inv.pdb_path is not None else "-hkl"
+        needs.append((flag, flag, "gemmi", "gemmi"))
+    for wanted, flag, module, extra in needs:
+        if wanted and not _importable(module):
+            name = "Pillow" if module == "PIL" else module
+            raise UsageError(f"{flag} needs the {name} package (pip install \"pybragg[{extra}]\")")
+    if o.nexusfile:
+        from ..io.nexus import check_compression
+
+        complaint = check_compression(o.nexus_compression)
+        if complaint:
+            raise UsageError(complaint)
+    if o.pngfile:
+        from ..io.png import BUILTIN_CMAPS, known_cmap
+
+        if not known_cmap(o.png_cmap):
+            raise UsageError(f"-png_cmap: unknown colour map {o.png_cmap!r} "
+                             f"(choose from {', '.join(BUILTIN_CMAPS)} or a matplotlib colour map)")
+
+
+def _is_text_table(path: str) -> bool:
+    from ..io.reflections import is_reflection_file
+
+    return not is_reflection_file(path)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -157,7 +157,7 @@ class Flag:
     keywords: tuple[tuple[str, object], ...] = ()
     #: further assignments made when the flag is applied, in this order
     sets: tuple[tuple[str, object], ...] = ()
-    #: name of a special handler in the parser (``cell``, ``misset``, ``absorb``, ``help``)
+    #: name of a special handler in the parser (``cell``, ``misset``, ``absorb``, ``help``, ``version``)
     action: str | None = None
     #: applied after every other flag, wherever it stands
     deferred: bool = False
@@ -233,9 +233,22 @@ def _vector(name: str, group: str, target: str, help: str, default: str, *,
 
 FLAGS: tuple[Flag, ...] = (
     # ------------------------------------------------------------------ crystal
-    Flag("-hkl", "crystal", "structure factors: text file of h k l F (read, then dumped to the -dump file)",
+    Flag("-hkl", "crystal",
+         "structure factors: text file of h k l F, MTZ (.mtz) or structure-factor mmCIF (.cif); an MTZ or "
+         "mmCIF is expanded to P1 and gives the cell and space group (read, then dumped to the -dump file)",
          kind=Kind.PATH, metavars=("FILE",), targets=("hkl_path",),
          default="none: read the -dump file if it exists"),
+    Flag("-hkl_column", "crystal",
+         "amplitude column of an MTZ or mmCIF -hkl (an intensity column is converted to amplitudes)",
+         kind=Kind.TEXT, metavars=("LABEL",), targets=("hkl_column",),
+         default="the first amplitude column"),
+    Flag("-pdb", "crystal",
+         "atomic model (PDB or mmCIF): structure factors computed with gemmi out to the detector's corners, "
+         "expanded to P1; gives the cell and space group (dumped to the -dump file)",
+         kind=Kind.PATH, metavars=("FILE",), targets=("pdb_path",), default="none"),
+    Flag("-pdb_anomalous", "crystal",
+         "with -pdb: add each element's anomalous terms f' and f\" at the wavelength (Cromer-Liberman)",
+         sets=(("pdb_anomalous", True),), default="off"),
     Flag("-mat", "crystal",
          "MOSFLM orientation matrix (reciprocal axes times the wavelength; converted with the final -lambda)",
          kind=Kind.PATH, metavars=("FILE",), targets=("matrix_path",), default="none"),
@@ -553,6 +566,35 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-stolout", "output", "name of an amorphous structure-factor output (parsed, never written)",
          kind=Kind.OUTPATH, metavars=("FILE",), targets=("extras.stolout",),
          default="output.stol", affects_image=False),
+    Flag("-cbffile", "output",
+         "CBF of detector counts (int32; the noise image's photons before the ADC offset, or the float "
+         "image rounded with -nonoise) with the full geometry in its header",
+         kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "cbffile",), default="none"),
+    Flag("-nexusfile", "output",
+         "NeXus/NXmx HDF5 file of the counts (float32 photons with -nonoise) with beam, detector and "
+         "goniometer (needs h5py)", aliases=("-nxsfile",),
+         kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "nexusfile",), default="none"),
+    Flag("-nexus_compression", "output", "compression of the -nexusfile data (bslz4 needs hdf5plugin)",
+         kind=Kind.KEYWORD, metavars=("NAME",),
+         keywords=(("deflate", "deflate"), ("bslz4", "bslz4"), ("none", "none")),
+         targets=(_O + "nexus_compression",), default="deflate"),
+    Flag("-exptfile", "output",
+         "DIALS experiment list (JSON) of the true beam, detector, goniometer, scan and crystal",
+         kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "exptfile",), default="none"),
+    Flag("-pngfile", "output", "PNG preview of the float image (needs Pillow)",
+         kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "pngfile",), default="none"),
+    Flag("-png_scale", "output", "brightness scale of the -pngfile preview",
+         kind=Kind.KEYWORD, metavars=("SCALE",),
+         keywords=(("linear", "linear"), ("sqrt", "sqrt"), ("log", "log")),
+         targets=(_O + "png_scale",), default="log"),
+    Flag("-png_cmap", "output",
+         "colour map of the -pngfile preview: grey, inverse, heat, or a matplotlib colour map",
+         kind=Kind.TEXT, metavars=("NAME",), targets=(_O + "png_cmap",), default="inverse"),
+    Flag("-png_max", "output", "photons shown at full brightness in the -pngfile preview",
+         kind=Kind.FLOAT, metavars=("PHOTONS",), check=positive, targets=(_O + "png_max",),
+         default="the brightest pixel"),
+    Flag("-q", "output", "quiet: print no summary (warnings and errors still go to stderr)",
+         aliases=("--quiet",), sets=(("quiet", True),), default="off", affects_image=False),
     Flag("-printout", "output", "accepted for compatibility; prints nothing (see `pybragg trace`)",
          sets=(("printout", True),), default="off", affects_image=False),
     Flag("-printout_pixel", "output", "accepted for compatibility; prints nothing (see `pybragg trace`)",
@@ -589,6 +631,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--threads", "engine", "CPU threads (0: all)",
          kind=Kind.INT, metavars=("N",), check=nonnegative, targets=("threads",), default="0"),
     Flag("-h", "engine", "show this help and exit", aliases=("-help", "--help"), action="help",
+         default="", affects_image=False),
+    Flag("--version", "engine", "print pybragg's version and exit", action="version",
          default="", affects_image=False),
 )
 

@@ -110,16 +110,51 @@ def _parse_slow(name: str, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(indices, dtype=np.int64), np.array(values, dtype=np.float64)
 
 
-def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0) -> HKLTable:
-    """Read a text ``h k l F`` file into a dense table.
+class HKLWarning(UserWarning):
+    """A structure-factor table that reads but probably does not say what its user meant."""
 
-    Blank lines are skipped, columns after F are ignored, later duplicates win,
-    and grid cells missing from the file hold ``default_F``. ``count`` is the
-    number of distinct reflections in the file.
+
+#: the fewest reflections a table needs before its coverage of the sphere is judged
+COVERAGE_MIN_REFLECTIONS = 20
+
+
+def coverage_problem(idx: np.ndarray) -> str | None:
+    """Why a table of distinct indices ``idx`` (n, 3) covers only part of reciprocal space, or None.
+
+    A table expanded to P1 holds every reflection's Friedel mate and reaches every octant of
+    index space; an asymmetric unit or a Friedel half does not (mates of centric reflections
+    aside), and pixels whose reflections are missing get ``-default_F``.
     """
-    name = describe_path(path)
-    parsed = _parse_fast(read_bytes(path))
-    idx, values = parsed if parsed is not None else _parse_slow(name, read_text(path).splitlines())
+    idx = np.asarray(idx, dtype=np.int64)
+    nonzero = idx[np.any(idx != 0, axis=1)]
+    if len(nonzero) < COVERAGE_MIN_REFLECTIONS:
+        return None
+    lo = idx.min(axis=0)
+    shape = idx.max(axis=0) - lo + 1
+    present = np.zeros(tuple(int(n) for n in shape), dtype=bool)
+    present[tuple((idx - lo).T)] = True
+    mates = -nonzero - lo
+    inside = np.all((mates >= 0) & (mates < shape), axis=1)
+    has_mate = np.zeros(len(nonzero), dtype=bool)
+    has_mate[inside] = present[tuple(mates[inside].T)]
+    fraction = float(has_mate.mean())
+    if fraction < 0.5:
+        return (f"only {100 * fraction:.0f}% of its reflections have their Friedel mate (-h -k -l): it looks like "
+                "an asymmetric unit or a Friedel half")
+    general = nonzero[np.all(nonzero != 0, axis=1)]
+    if len(general) >= COVERAGE_MIN_REFLECTIONS:
+        octant = (general[:, 0] > 0) * 4 + (general[:, 1] > 0) * 2 + (general[:, 2] > 0)
+        filled = np.unique(octant).size
+        if filled < 8:
+            return f"its reflections fill only {filled} of the 8 octants of h, k, l: it looks like an asymmetric unit"
+    return None
+
+
+def table_from_arrays(idx: np.ndarray, values: np.ndarray, default_F: float = 0.0) -> HKLTable:
+    """A dense table of reflections ``idx`` (n, 3) and amplitudes ``values``; later duplicates win,
+    cells missing from the list hold ``default_F``."""
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1, 3)
+    values = np.asarray(values, dtype=np.float64).ravel()
     lo = idx.min(axis=0)
     shape = tuple(int(n) for n in idx.max(axis=0) - lo + 1)
     flat = np.ravel_multi_index(tuple((idx - lo).T), shape)
@@ -129,6 +164,28 @@ def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0) -> HKLTable:
     grid = np.full(shape, float(default_F), dtype=np.float64)
     grid.flat[flat[keep]] = values[keep]
     return HKLTable(F=grid, h_min=int(lo[0]), k_min=int(lo[1]), l_min=int(lo[2]), count=len(keep))
+
+
+def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0, warn: bool = True) -> HKLTable:
+    """Read a text ``h k l F`` file into a dense table.
+
+    Blank lines are skipped, columns after F are ignored, later duplicates win,
+    and grid cells missing from the file hold ``default_F``. ``count`` is the
+    number of distinct reflections in the file.  With ``warn``, an :class:`HKLWarning`
+    says when the table covers only part of the sphere (see :func:`coverage_problem`).
+    """
+    name = describe_path(path)
+    parsed = _parse_fast(read_bytes(path))
+    idx, values = parsed if parsed is not None else _parse_slow(name, read_text(path).splitlines())
+    table = table_from_arrays(idx, values, default_F)
+    if warn:
+        problem = coverage_problem(np.unique(idx, axis=0))
+        if problem:
+            warnings.warn(HKLWarning(
+                f"{name}: the table covers only part of the sphere: {problem}; reflections missing from it get "
+                f"-default_F {default_F:g} (expand it to P1, or give an MTZ or mmCIF file, which pybragg expands)"
+            ), stacklevel=2)
+    return table
 
 
 _FDUMP_HEADER = re.compile(
