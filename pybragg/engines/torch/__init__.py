@@ -7,10 +7,10 @@ Three entry points:
   (slow, fast)) matches the C engine, with statistics from the C plan.
 * :class:`TorchModel` -- the image as a differentiable function of continuous
   parameters: ``TorchModel(config, inputs).image(params)`` returns the whole
-  (slow, fast) image tensor, where ``params`` maps names below to tensors (that may
+  (slow, fast) image tensor (the data array holding every panel), where ``params`` maps names below to tensors (that may
   require grad) replacing the configuration's values.
-* :func:`trace_pixel` -- ``trace_pixel(config, inputs, fpixel, spixel)`` returns the
-  intermediate quantities of one pixel and its value, record for record the same
+* :func:`trace_pixel` -- ``trace_pixel(config, inputs, fpixel, spixel)`` (data-array
+  coordinates) returns the intermediate quantities of one pixel and its value, record for record the same
   names, loop indices, order and skips as the C engine's
   :meth:`~pybragg.engines.c_engine.trace_pixel` (what ``pybragg trace`` lines up).
   The values are the torch engine's own: the kernel runs on a one-pixel chunk with a
@@ -21,11 +21,14 @@ Three entry points:
   the value in effect at that step of its loop; ``I_sum`` is the running sum of the
   kernel's terms in loop order.
 
-Everything discrete comes from the C plan (:class:`~pybragg.plan.Plan`)
-and the configuration as they are: pixel counts, region of interest and mask,
-oversampling and the three ``oversample_*`` toggles, sensor layers, phi steps,
-mosaic domain count and their random numbers, sources (directions, relative
-wavelengths), convention, pivot, which reflections exist in the table.
+The detector is the plan's list of panels (one for a detector the flags define):
+every panel renders, in one call, into its place in the data array, with its own
+origin, axes, pixel size and oversampling.  Everything discrete comes from the C
+plan (:class:`~pybragg.plan.Plan`) and the configuration as they are: panels and
+pixel counts, region of interest and mask (over the data array), oversampling and
+the three ``oversample_*`` toggles, sensor layers, phi steps, mosaic domain count and
+their random numbers, sources (directions, relative wavelengths), convention, pivot,
+which reflections exist in the table.
 
 Parameters (SI units; shapes in brackets, scalars otherwise):
 
@@ -46,13 +49,14 @@ Parameters (SI units; shapes in brackets, scalars otherwise):
     ``phistep`` the range only counted the steps: ``osc`` then has no effect.
 ``distance``
     sample to beam spot along the beam (m), the configuration's ``detector.distance``.
-    It has no effect where the configuration fixes ``close_distance`` or ``pix0``.
+    It has no effect where the configuration fixes ``close_distance`` or ``pix0``, or
+    gives explicit panels.
 ``Xbeam``, ``Ybeam``
     beam centre in the convention's frame (m); default: the plan's resolved centre.
     Like in the C engine they move the detector only where the convention uses them
-    (not with ``pix0``; XDS/DIALS place the detector by the near point).
+    (not with ``pix0`` or explicit panels; XDS/DIALS place the detector by the near point).
 ``rotx``, ``roty``, ``rotz``, ``twotheta``
-    detector rotations (rad).
+    detector rotations (rad); they rotate explicit panels' origins and axes too.
 ``lambda0``
     central wavelength (m); every source wavelength is scaled by ``lambda0 / plan's
     lambda0`` (file sources included).
