@@ -25,6 +25,17 @@ from pybragg.simulator import Simulator
 
 __version__ = "0.1.0"
 
+#: names served by :mod:`pybragg.datasets`, imported on first use (they need h5py and Dask)
+_DATASETS = ("series", "stills", "open_dataset", "Dataset")
+
+
+def __getattr__(name: str):
+    if name in _DATASETS:
+        from pybragg import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module 'pybragg' has no attribute {name!r}")
+
 __all__ = [
     "BackendUnavailable",
     "BeamConfig",

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pybragg.engines",),
     ("pybragg.simulator",),
     ("pybragg.compare", "pybragg.flags", "pybragg.writers"),
+    ("pybragg.datasets",),
     ("pybragg.cli", "pybragg.__main__"),
 ]
 
