@@ -75,7 +75,8 @@ def _parser(command: str) -> _Parser:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="use an existing Dask cluster (default: $DASK_SCHEDULER_ADDRESS if set)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted dataset: render only missing frames")
-    p.add_argument("--batch", type=int, default=1, help="frames per Dask task (default 1)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="frames per Dask task (default 0: about half a second of frames per task)")
     p.add_argument("--threads", type=int, default=None,
                    help="engine threads per task (default: cores / task slots on the worker's host)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",

@@ -14,6 +14,7 @@ for any thread count, so none of this changes a bit of the dataset.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -33,6 +34,11 @@ from .worker import FramePayload, cores, render_frames
 CONNECT_TIMEOUT = 10.0
 #: seconds to wait for the first worker of an existing cluster
 WORKER_TIMEOUT = 60.0
+#: automatic batches: frames per task so that a task lasts about this long ...
+TARGET_TASK_S = 0.5
+#: ... but no more frames than this, nor more bytes of frames than this, per task
+MAX_AUTO_BATCH = 32
+MAX_BATCH_BYTES = 64 << 20
 
 
 @dataclass
@@ -55,6 +61,8 @@ class RunSummary:
     first_frame_s: float = 0.0
     #: time to start (or reach) the cluster and scatter the inputs
     startup_s: float = 0.0
+    #: most frames in one task
+    batch: int = 1
     per_worker: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -78,7 +86,8 @@ class RunSummary:
         if self.rendered:
             per = self.worker_seconds / self.rendered
             rate = (f"{self.frames_per_s:.3g} {what}/s on {self.workers} worker(s) x "
-                    f"{max(self.slots // max(self.workers, 1), 1)} slot(s), {self.threads} engine thread(s) per task; "
+                    f"{max(self.slots // max(self.workers, 1), 1)} slot(s), {self.threads} engine thread(s) per task, "
+                    f"up to {self.batch} frame(s) per task; "
                     f"{per:.3g} s per frame on a worker, slots {100 * self.busy:.0f}% busy")
         else:
             rate = "nothing to render"
@@ -204,12 +213,25 @@ def _gpus_here() -> int:
         return 0
 
 
+def _warm(backend: str) -> int:
+    """Import the engine and load its library on a worker (before the clock of the first frame)."""
+    from pybragg.engines import ENGINES
+
+    ENGINES[backend].load()
+    if backend == "c":
+        from pybragg._native import native
+
+        native()
+    return os.getpid()
+
+
 def placement(client: Any, job: Job) -> tuple[dict[str, tuple[int, str | None]], int, int, int]:
     """Engine threads and device of every worker: (plan, workers, slots, threads of the first)."""
     info = client.scheduler_info()["workers"]
     if not info:
         raise PybraggError("the Dask cluster has no worker")
     worker_cores = client.run(_cores_here)
+    client.run(_warm, job.backend)
     by_host: dict[str, int] = {}
     for address, w in info.items():
         by_host[w.get("host", address)] = by_host.get(w.get("host", address), 0) + int(w.get("nthreads", 1))
@@ -242,15 +264,20 @@ def run_job(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    batch: int = 1,
+    batch: int = 0,
     progress: TextIO | None = None,
     window: int | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     on_batch: Any = None,
 ) -> RunSummary:
-    """Render every frame of ``job`` that ``store`` lacks, writing them as they come back."""
-    if batch < 1:
-        raise UsageError(f"--batch: at least 1 frame per task, got {batch}")
+    """Render every frame of ``job`` that ``store`` lacks, writing them as they come back.
+
+    ``batch``: frames per task; 0 chooses it from the frames' render time (one frame per task
+    until the first comes back, then about :data:`TARGET_TASK_S` seconds of frames per task,
+    fewer near the end so that every slot keeps work).  How frames are grouped changes no bit.
+    """
+    if batch < 0:
+        raise UsageError(f"--batch: frames per task (0: automatic), got {batch}")
     done = store.done()
     todo = [i for i in range(job.count) if not done[i]]
     skipped = job.count - len(todo)
@@ -268,8 +295,8 @@ def run_job(
             plan, n_workers, slots, threads = placement(dask, job)
             shared_f = dask.scatter(job.shared(), broadcast=True, hash=False)
             plan_f = dask.scatter(plan, broadcast=True, hash=False)
-            batches = [todo[k:k + batch] for k in range(0, len(todo), batch)]
-            queue = iter(batches)
+            pending = collections.deque(todo)
+            frame_bytes = 4 * job.shape[0] * job.shape[1]
             truth: dict[int, dict[str, Any]] = {}
             in_flight = as_completed(with_results=True, loop=dask.loop)
             limit = window or max(2, 2 * slots)
@@ -279,10 +306,21 @@ def run_job(
             summary.startup_s = submitted_at - start
             bar.start = submitted_at
 
+            def size() -> int:
+                if batch:
+                    return batch
+                if not summary.rendered:
+                    return 1
+                per_frame = max(summary.worker_seconds / summary.rendered, 1e-6)
+                n = min(int(TARGET_TASK_S / per_frame), MAX_AUTO_BATCH, MAX_BATCH_BYTES // max(frame_bytes, 1))
+                return max(1, min(n, len(pending) // (2 * max(slots, 1))))
+
             def submit() -> bool:
-                indices = next(queue, None)
-                if indices is None:
+                if not pending:
                     return False
+                n = min(size(), len(pending))
+                indices = [pending.popleft() for _ in range(n)]
+                summary.batch = max(summary.batch, n)
                 tasks = []
                 for i in indices:
                     task, row = job.frame(i)
@@ -342,7 +380,7 @@ def run_dataset(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    batch: int = 1,
+    batch: int = 0,
     progress: TextIO | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
     interrupted: Any = None,
