@@ -168,3 +168,59 @@ def test_roi_pixels_are_masked(tmp_path, monkeypatch) -> None:
     inside = np.zeros((48, 64), dtype=bool)
     inside[5:31, 10:21] = True
     assert (mask[inside] == 0).all() and (mask[~inside] == 256).all()
+
+
+def test_one_module_per_panel(tmp_path) -> None:
+    """A detector of panels (``DetectorConfig.panels``): one NXdetector_module per panel, each at the
+    panel's place in the data array and in space; the experiment list has every panel too; a CBF,
+    which holds one panel, is refused before anything is written."""
+    from pybragg.config import Config, Convention, DetectorConfig, PanelConfig
+    from pybragg.errors import UsageError
+    from pybragg.flags.parse import OutputOptions
+    from pybragg.simulator import Simulator
+    from pybragg.writers import write_outputs
+
+    panels = (
+        PanelConfig(name="left", fpixels=32, spixels=40, pixel_size=0.172e-3, origin=(0.09, 0.004, -0.006),
+                    fdet=(0.0, 0.0, 1.0), sdet=(0.0, -1.0, 0.0), data_fast=0, data_slow=0),
+        PanelConfig(name="right tilted", fpixels=24, spixels=40, pixel_size=0.172e-3, origin=(0.09, 0.004, 0.0),
+                    fdet=(-0.1, 0.0, 0.99), sdet=(0.0, -1.0, 0.0), data_fast=34, data_slow=2),
+    )
+    cfg = Config(detector=DetectorConfig(convention=Convention.CUSTOM, panels=panels, twotheta=math.radians(5),
+                                         twotheta_axis=(0.0, 1.0, 0.0)))
+    cfg.crystal.has_cell = True
+    cfg.crystal.cell = (70e-10, 80e-10, 90e-10, math.pi / 2, math.pi / 2, math.pi / 2)
+    cfg.crystal.default_F = 100.0
+    cfg.crystal.N = (5.0, 5.0, 5.0)
+    result = Simulator(cfg, backend="c").run()
+    plan_panels = result.geometry.panels
+    outputs = OutputOptions(floatfile=None, intfile=None, pgmfile=None, noisefile=None, write_pgm=False,
+                            write_noise=False, nexusfile=str(tmp_path / "a.nxs"), exptfile=str(tmp_path / "a.expt"))
+    write_outputs(result, outputs)
+    g = result.geometry
+    R = lab_to_mcstas(g.beam, g.convention)
+    with h5py.File(tmp_path / "a.nxs") as handle:
+        detector = nxmx.NXmx(handle).entries[0].instruments[0].detectors[0]
+        modules = detector.modules
+        assert len(modules) == 2
+        data = handle["/entry/data/data"]
+        assert data.shape == (1, g.data_spixels, g.data_fpixels) == (1, 42, 58)
+        mask = handle["/entry/instrument/detector/pixel_mask"][()]
+        assert (mask[:40, 32:34] == 1).all() and (mask[40:, :32] == 1).all() and (mask[2:, 34:] == 0).all()
+        for module, panel in zip(modules, plan_panels):
+            assert tuple(module.data_origin) == (panel.data_slow, panel.data_fast)
+            assert tuple(module.data_size) == (panel.spixels, panel.fpixels)
+            origin, fast, slow, px = module_frame(module)
+            for f, s in ((0, 0), (panel.fpixels - 1, panel.spixels - 1)):
+                ours = (np.array(panel.pix0) + (f + 0.5) * panel.pixel_size * np.array(panel.fdet)
+                        + (s + 0.5) * panel.pixel_size * np.array(panel.sdet))
+                theirs = origin + (f + 0.5) * px * fast + (s + 0.5) * px * slow
+                assert np.abs(theirs - 1000.0 * R @ ours).max() < 1e-9
+    doc = json.loads((tmp_path / "a.expt").read_text())
+    expt_panels = doc["detector"][0]["panels"]
+    assert [p["name"] for p in expt_panels] == ["left", "right tilted"]
+    assert [p["raw_image_offset"] for p in expt_panels] == [[0, 0], [34, 2]]
+    with pytest.raises(UsageError, match="-cbffile"):
+        write_outputs(result, OutputOptions(floatfile=None, intfile=None, pgmfile=None, noisefile=None,
+                                            write_pgm=False, write_noise=False, cbffile=str(tmp_path / "a.cbf")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.expt", "a.nxs"]

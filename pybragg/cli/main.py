@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -204,9 +205,20 @@ def version_text() -> str:
     return text
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the readers (and any other) as one ``warning: ...`` line on stderr."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pybragg`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(args)
+
+
+def _main(args: list[str]) -> int:
     try:
         if args and args[0] in SUBCOMMANDS:
             module = importlib.import_module(SUBCOMMANDS[args[0]])

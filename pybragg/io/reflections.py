@@ -115,6 +115,7 @@ def read_mtz(path: str | os.PathLike[str], column: str | None = None) -> Reflect
     """Amplitudes of an MTZ file (see the module docstring for the column chosen)."""
     gemmi = _gemmi()
     name = describe_path(path)
+    _check_mtz_layout(name, path)
     try:
         mtz = gemmi.read_mtz_file(os.fspath(path))
     except (RuntimeError, ValueError, OSError) as exc:
@@ -158,6 +159,25 @@ def read_mtz(path: str | os.PathLike[str], column: str | None = None) -> Reflect
         raise FormatError(f"{name}: the MTZ has no space group")
     return _clean(name, Reflections(hkl=hkl, F=F, F_minus=minus, cell=_cell(cell),
                                     space_group=mtz.spacegroup.xhm(), label=label))
+
+
+def _check_mtz_layout(name: str, path: str | os.PathLike[str]) -> None:
+    """Refuse quickly a file that starts like an MTZ but whose header record is not where it says."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or not head.startswith(MTZ_MAGIC):
+            raise FormatError(f"{name}: not a readable MTZ file: too short")
+        stamp = head[9] >> 4 if len(head) > 9 else 4
+        order = "little" if stamp in (4, 0) else "big"
+        where = int.from_bytes(head[4:8], order, signed=True)
+        offset = 4 * (where - 1)
+        if not 20 <= offset <= size - 80:
+            raise FormatError(f"{name}: not a readable MTZ file: its header record would start at byte {offset} "
+                              f"of {size}")
+        handle.seek(offset)
+        if not handle.read(80).startswith(b"VERS"):
+            raise FormatError(f"{name}: not a readable MTZ file: no header record (VERS) at byte {offset}")
 
 
 def read_sf_cif(path: str | os.PathLike[str], column: str | None = None) -> Reflections:
