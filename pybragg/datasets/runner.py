@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -281,7 +282,7 @@ def run_job(
     done = store.done()
     todo = [i for i in range(job.count) if not done[i]]
     skipped = job.count - len(todo)
-    run_id = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}-{os.getpid()}"
+    run_id = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     start = time.monotonic()
     if not todo:
         return RunSummary(job.kind, store.path, job.count, 0, skipped, 0.0, 0, 0, 0, "none")
