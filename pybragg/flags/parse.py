@@ -566,6 +566,10 @@ def check_invocation(inv: Invocation) -> None:
         complaint = check_compression(o.nexus_compression)
         if complaint:
             raise UsageError(complaint)
+    n_panels = len(getattr(inv.config.detector, "panels", ()) or ())
+    if o.cbffile and n_panels > 1:
+        raise UsageError(f"-cbffile {o.cbffile}: a CBF holds one panel and this detector has {n_panels} "
+                         "(write -nexusfile instead)")
     if o.pngfile:
         from ..io.png import BUILTIN_CMAPS, known_cmap
 
