@@ -151,7 +151,8 @@ def test_torch_explicit_panels_differentiable_in_the_detector_rotations():
     # explicit origins fix the panels: the distance and the beam centre have no effect
     image = model.image()
     for name in ("distance", "Xbeam"):
-        np.testing.assert_array_equal(model.image({name: model.defaults()[name] * 1.1}).numpy(), image.numpy())
+        moved = model.image({name: model.defaults()[name] * 1.1})
+        np.testing.assert_array_equal(moved.numpy(), image.numpy())
 
 
 def test_torch_trace_in_data_array_coordinates():
@@ -175,7 +176,8 @@ def test_torch_trace_in_data_array_coordinates():
 def test_torch_model_refuses_bad_panels():
     a, b = PANELS
     with pytest.raises(EngineError, match="overlaps"):
-        TorchModel(crystal_config(panels=(a, PanelConfig(**{**b.__dict__, "data_fast": 39, "data_slow": 29}))))
+        overlapping = PanelConfig(**{**b.__dict__, "data_fast": 39, "data_slow": 29})
+        TorchModel(crystal_config(panels=(a, overlapping)))
     with pytest.raises(EngineError, match="parallel"):
         TorchModel(crystal_config(panels=(a, PanelConfig(**{**b.__dict__, "sdet": b.fdet}))))
 

@@ -7,8 +7,9 @@ Three entry points:
   (slow, fast)) matches the C engine, with statistics from the C plan.
 * :class:`TorchModel` -- the image as a differentiable function of continuous
   parameters: ``TorchModel(config, inputs).image(params)`` returns the whole
-  (slow, fast) image tensor (the data array holding every panel), where ``params`` maps names below to tensors (that may
-  require grad) replacing the configuration's values.
+  (slow, fast) image tensor (the data array holding every panel), where ``params``
+  maps names below to tensors (that may require grad) replacing the configuration's
+  values.
 * :func:`trace_pixel` -- ``trace_pixel(config, inputs, fpixel, spixel)`` (data-array
   coordinates) returns the intermediate quantities of one pixel and its value, record for record the same
   names, loop indices, order and skips as the C engine's

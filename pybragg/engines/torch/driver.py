@@ -55,7 +55,8 @@ _CPU_CHUNK_SUBPIXELS = 1 << 16
 _CPU_POOL_WORKERS = 2
 
 
-def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent: int = 1, intra: int = 1) -> int:
+def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent: int = 1,
+                 intra: int = 1) -> int:
     """Pixels per chunk of ``panel`` that keep the temporaries of ``concurrent`` chunks within the budget.
 
     On the CPU (without gradients) chunks are also capped near the size that runs
@@ -75,12 +76,14 @@ def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent
     pixels = int(model.memory_budget_gib * 2**30 // max(per_pixel * max(concurrent, 1), 1))
     if setup.device.type == "cpu" and not grad:
         intra = max(intra, 1)
-        pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * intra // max(e, 1), _CPU_CHUNK_SUBPIXELS * intra // n_sub))
+        pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * intra // max(e, 1),
+                                 _CPU_CHUNK_SUBPIXELS * intra // n_sub))
     return max(1, pixels)
 
 
-def render_image(model: TorchModel, params: Mapping[str, Any] | None, progress: Callable[[float], None] | None,
-                 stats: bool, workers: int = 1) -> tuple[torch.Tensor, float, int]:
+def render_image(model: TorchModel, params: Mapping[str, Any] | None,
+                 progress: Callable[[float], None] | None, stats: bool,
+                 workers: int = 1) -> tuple[torch.Tensor, float, int]:
     """The (slow, fast) data array, omega sum and fallback count for ``params``.
 
     Without gradients on the CPU, ``workers`` threads render: a pool of up to
@@ -111,7 +114,8 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None, progress: 
     sp, fp = model.shape
     if cpu:
         # calloc'ed pages: a large detector with a small ROI pays only for what it touches
-        flat = torch.from_numpy(np.zeros(sp * fp, dtype=np.float64 if model.dtype == torch.float64 else np.float32))
+        np_dtype = np.float64 if model.dtype == torch.float64 else np.float32
+        flat = torch.from_numpy(np.zeros(sp * fp, dtype=np_dtype))
     else:
         flat = torch.zeros(sp * fp, dtype=model.dtype, device=model.device)
     if grad:
@@ -125,7 +129,8 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None, progress: 
         panel, start, count = unit
         piece = None
         if cpu:
-            piece = max(1, _CPU_CHUNK_ELEMENTS * torch.get_num_threads() // (setup.n_orient * setup.sources.n))
+            per_q = setup.n_orient * setup.sources.n
+            piece = max(1, _CPU_CHUNK_ELEMENTS * torch.get_num_threads() // per_q)
         with torch.no_grad():
             out, om, fb = pixel_photons(setup, state, panel, panel.selected[start:start + count], stats=stats,
                                         scratch=model.scratch, piece=piece)
@@ -165,8 +170,8 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None, progress: 
     return flat.view(sp, fp), omega_sum, fallbacks
 
 
-def _render_grad(model: TorchModel, state: RenderState, units: list[tuple[Panel, int, int]], flat: torch.Tensor,
-                 progress: Callable[[float], None] | None) -> torch.Tensor:
+def _render_grad(model: TorchModel, state: RenderState, units: list[tuple[Panel, int, int]],
+                 flat: torch.Tensor, progress: Callable[[float], None] | None) -> torch.Tensor:
     """The differentiable path: chunk after chunk, each checkpointed when there are several."""
     values, where = [], []
     for i, (panel, start, count) in enumerate(units):

@@ -65,10 +65,11 @@ class Panel:
 
     ``selected``: flat indices (slow-major, within the panel) of the pixels to render
     (inside the ROI and the mask), ``data_index`` where they go in the flat data
-    array; (``data_slow``, ``data_fast``): where the panel's first pixel sits in it.  ``fdet_of_column`` (fpixels, oversample) and ``sdet_of_row`` (spixels,
-    oversample): sub-pixel centres along the fast and slow axes (m).  ``odet_offsets``
-    (layers,): the sensor layers' depths; ``capture_c1``, ``capture_c2`` (sub-pixels,):
-    the exponents of the capture fraction of each (layer, sub-pixel) over the parallax.
+    array; (``data_slow``, ``data_fast``): where the panel's first pixel sits in it.
+    ``fdet_of_column`` (fpixels, oversample) and ``sdet_of_row`` (spixels, oversample):
+    sub-pixel centres along the fast and slow axes (m).  ``odet_offsets`` (layers,): the
+    sensor layers' depths; ``capture_c1``, ``capture_c2`` (sub-pixels,): the exponents
+    of the capture fraction of each (layer, sub-pixel) over the parallax.
     """
 
     index: int
@@ -178,7 +179,8 @@ def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.T
         pix0 = -Fbeam * fdet - Sbeam * sdet + distance * beam
     close = dot(pix0, odet)
     distance = close / ratio
-    return DetectorState(fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, close=close, distance=distance)
+    return DetectorState(fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, close=close,
+                         distance=distance)
 
 
 def selection(g: Any, inputs: Inputs) -> np.ndarray:

@@ -170,8 +170,8 @@ def source_terms(setup: KernelSetup, state: RenderState, dif: Sequence[torch.Ten
         S = [(d3[k] - src.incident[:, k]) / lam for k in range(3)]
         stol = 0.5 * torch.sqrt(dot_components(S, S))
         if rec is not None:
-            for name, value in (("incident", src.incident), ("lambda", lam), ("scattering", torch.stack(S, -1)),
-                                ("stol", stol)):
+            for name, value in (("incident", src.incident), ("lambda", lam),
+                                ("scattering", torch.stack(S, -1)), ("stol", stol)):
                 rec.put(name, value)
     if setup.dmin > 0.0:
         passed = ~((stol > 0) & (setup.dmin > 0.5 / stol))
@@ -291,14 +291,16 @@ def pixel_photons(setup: KernelSetup, state: RenderState, panel: Panel, pix: tor
     return photons, omega_sum, fallbacks
 
 
-def _interpolated(setup: KernelSetup, H: torch.Tensor, F_cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _interpolated(setup: KernelSetup, H: torch.Tensor,
+                  F_cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Tricubic F where its neighbourhood lies in the table, ``F_cell`` elsewhere; and where it did."""
     assert setup.table is not None
     F_interp, ok = sf.tricubic_F(setup.table, list(H.unbind(0)))
     return torch.where(ok, F_interp, F_cell), ok
 
 
-def _fallbacks(setup: KernelSetup, ok: torch.Tensor, F_latt: torch.Tensor, passed_t: torch.Tensor | None) -> int:
+def _fallbacks(setup: KernelSetup, ok: torch.Tensor, F_latt: torch.Tensor,
+               passed_t: torch.Tensor | None) -> int:
     """Interpolations that fell back to the nearest F, counted as the C engine counts them."""
     counted = ~ok
     if not setup.water:
@@ -323,7 +325,8 @@ def orientation_sum(setup: KernelSetup, state: RenderState, dq: Sequence[torch.T
     coef, table = state.hkl_coef, setup.table
     H = torch.addcmul(state.hkl_bias, dq[0], coef[0])
     H = torch.addcmul(torch.addcmul(H, dq[1], coef[1]), dq[2], coef[2])
-    H0 = torch.round(H) if state.lattice.shape != Shape.SQUARE or table is not None or rec is not None else None
+    needs_H0 = state.lattice.shape != Shape.SQUARE or table is not None or rec is not None
+    H0 = torch.round(H) if needs_H0 else None
     if rec is not None:
         rec.put("hkl", per_m(H.permute(1, 2, 3, 0)))  # (M, No, 3)
         rec.put("hkl_nearest", per_m(H0.permute(1, 2, 3, 0)))
@@ -335,8 +338,9 @@ def orientation_sum(setup: KernelSetup, state: RenderState, dq: Sequence[torch.T
     F_latt = lattice_factor(state.lattice, H, H0, rec)  # (No, Ns, q)
     if rec is not None:
         rec.put("F_latt", per_m(F_latt))
+        M = H.shape[-1] * setup.sources.n
         rec.put("F_cell", per_m(F_cell) if F_cell is not None else
-                torch.full((H.shape[-1] * setup.sources.n, setup.n_orient), setup.default_F, dtype=setup.dtype))
+                torch.full((M, setup.n_orient), setup.default_F, dtype=setup.dtype))
     fallbacks = _fallbacks(setup, ok, F_latt, passed_t) if ok is not None and stats else None
     F = F_latt if F_cell is None else F_cell * F_latt
     FF = F * F

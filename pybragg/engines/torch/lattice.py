@@ -85,8 +85,8 @@ def lattice_factor(lat: Lattice, H: torch.Tensor, H0: torch.Tensor | None, rec: 
             parts.append(g)
             F = g if F is None else F * g
         if rec is not None:
-            rec.put("F_latt_abc", torch.stack([torch.ones_like(hkl[0]) if g is None else g for g in parts], -1)
-                    .permute(2, 1, 0, 3).reshape(-1, hkl[0].shape[0], 3))
+            abc = torch.stack([torch.ones_like(hkl[0]) if g is None else g for g in parts], -1)
+            rec.put("F_latt_abc", abc.permute(2, 1, 0, 3).reshape(-1, hkl[0].shape[0], 3))
         return F if F is not None else torch.ones_like(hkl[0])
     assert H0 is not None
     dh = (H - H0).unbind(0)

@@ -1,4 +1,4 @@
-"""The torch engine's model: a configuration resolved once, its parameters, the render state.
+"""The torch engine's model (``pb_plan`` of ``csrc/plan.c``): a configuration resolved once.
 
 :class:`TorchModel` takes everything discrete from the C plan once (pixels, sources,
 steps, mosaic deviates, the structure-factor table); :meth:`TorchModel.state` turns
@@ -216,7 +216,8 @@ def render(
         workers = int(threads) if threads and threads > 0 else torch.get_num_threads()
         model = TorchModel(config, inputs, dtype=dtype, device=device, memory_budget_gib=memory_budget_gib)
         with torch.no_grad():
-            image_t, omega_sum, fallbacks = driver.render_image(model, None, progress, stats=True, workers=workers)
+            image_t, omega_sum, fallbacks = driver.render_image(model, None, progress, stats=True,
+                                                                workers=workers)
         image = image_t.cpu().numpy()
     finally:
         if threads and threads > 0:

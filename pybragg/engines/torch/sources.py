@@ -52,5 +52,6 @@ def build_sources(plan: Plan, polar: torch.Tensor) -> Sources:
     b_in = unit(cross(polar.expand_as(incident_unit), incident_unit))[0]
     e_in = unit(cross(incident_unit, b_in))[0]
     degenerate = norm(b_in) == 0
-    return Sources(incident=incident, incident_unit=incident_unit, wavelength=to_tensor(src[:, 4], dtype, device),
-                   e_in=e_in, degenerate=degenerate, any_degenerate=bool(degenerate.any()))
+    return Sources(incident=incident, incident_unit=incident_unit,
+                   wavelength=to_tensor(src[:, 4], dtype, device), e_in=e_in, degenerate=degenerate,
+                   any_degenerate=bool(degenerate.any()))

@@ -1,4 +1,4 @@
-"""One pixel's intermediate quantities, laid out as the C engine's trace (``pb_trace_pixel``).
+"""One pixel's intermediate quantities, laid out as the C trace (``pb_trace_pixel``, ``csrc/kernel.c``).
 
 :func:`trace_pixel` runs the differentiable kernel on a one-pixel chunk with a
 :class:`Recorder` that keeps its intermediate tensors (off, and free, when

@@ -1,4 +1,4 @@
-"""Vector maths of the torch engine (``csrc/vec.c``).
+"""Vector maths of the torch engine (the inline 3-vectors of ``csrc/internal.h``, ``csrc/rotation.c``).
 
 Vectors are tensors whose last axis has length 3 (or, for the ``*_components``
 functions, three tensors that broadcast together); the formulas keep the C engine's
