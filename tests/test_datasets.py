@@ -341,6 +341,23 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, client)
     assert _md5(out) == _md5(Path(whole.path))
 
 
+def test_a_failing_frame_is_named_and_the_file_stays_valid(tmp_path: Path, client) -> None:
+    from pybragg.datasets.runner import run_job
+    from pybragg.datasets.store import open_store
+
+    job = datasets.Job("series", [*SMALL, "-nonoise"], 3, fmt="nexus")
+    job.backend = "no-such-engine"  # every worker refuses it
+    store = open_store(job, str(tmp_path / "bad.nxs"), False)
+    try:
+        with pytest.raises(pybragg.PybraggError) as info:
+            run_job(job, store, client=client, batch=1)
+        assert str(info.value).startswith("frame ") and "no-such-engine" in str(info.value), str(info.value)
+    finally:
+        store.close()
+    assert datasets.open_dataset(str(tmp_path / "bad.nxs")).complete.sum() == 0
+    assert pybragg.series is datasets.series and pybragg.stills is datasets.stills  # the package's API
+
+
 def test_resume_of_a_finished_dataset_renders_nothing(tmp_path: Path, client) -> None:
     out = str(tmp_path / "s.nxs")
     datasets.series([*SMALL, "-nonoise"], 4, out, client=client)

@@ -218,6 +218,8 @@ def _warm(backend: str) -> int:
     """Import the engine and load its library on a worker (before the clock of the first frame)."""
     from pybragg.engines import ENGINES
 
+    if backend not in ENGINES:  # the frames will say so
+        return os.getpid()
     ENGINES[backend].load()
     if backend == "c":
         from pybragg._native import native
@@ -232,7 +234,10 @@ def placement(client: Any, job: Job) -> tuple[dict[str, tuple[int, str | None]],
     if not info:
         raise PybraggError("the Dask cluster has no worker")
     worker_cores = client.run(_cores_here)
-    client.run(_warm, job.backend)
+    try:
+        client.run(_warm, job.backend)
+    except Exception as exc:
+        raise PybraggError(f"a worker cannot load the {job.backend} engine: {type(exc).__name__}: {exc}") from exc
     by_host: dict[str, int] = {}
     for address, w in info.items():
         by_host[w.get("host", address)] = by_host.get(w.get("host", address), 0) + int(w.get("nthreads", 1))
@@ -299,7 +304,8 @@ def run_job(
             pending = collections.deque(todo)
             frame_bytes = 4 * job.shape[0] * job.shape[1]
             truth: dict[int, dict[str, Any]] = {}
-            in_flight = as_completed(with_results=True, loop=dask.loop)
+            in_flight = as_completed(with_results=True, raise_errors=False, loop=dask.loop)
+            frames_of: dict[str, list[int]] = {}
             limit = window or max(2, 2 * slots)
             token = f"{os.getpid()}-{int(time.time() * 1000)}"
             summary = RunSummary(job.kind, store.path, job.count, 0, skipped, 0.0, n_workers, slots, threads, where)
@@ -329,15 +335,32 @@ def run_job(
                     truth[i] = row
                 future = dask.submit(render_frames, tasks, shared_f, plan_f, key=f"pybragg-{token}-{indices[0]}",
                                      pure=False)
+                frames_of[future.key] = indices
                 in_flight.add(future)
                 return True
+
+            def failed(future: Any, indices: list[int]) -> None:
+                try:
+                    exc = future.exception()
+                except Exception as lost:  # noqa: BLE001 - a cancelled or lost task
+                    exc = lost
+                what = f"frame {indices[0]}" if len(indices) == 1 else f"frames {indices[0]}..{indices[-1]}"
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if isinstance(exc, PybraggError):
+                    error = type(exc)(f"{what}: {text}")
+                else:
+                    error = PybraggError(f"{what}: {type(exc).__name__}: {text}")
+                raise error from exc
 
             for _ in range(limit):
                 if not submit():
                     break
             n_done = skipped
             try:
-                for _future, payloads in in_flight:
+                for future, payloads in in_flight:
+                    indices = frames_of.pop(future.key)
+                    if future.status != "finished":
+                        failed(future, indices)
                     items: list[tuple[FramePayload, dict[str, Any]]] = [(p, truth.pop(p.index)) for p in payloads]
                     store.write(items)
                     log.frames(payloads)
@@ -352,12 +375,6 @@ def run_job(
                     if on_batch is not None:
                         on_batch(payloads)
                     submit()
-            except PybraggError:
-                raise
-            except Exception as exc:
-                frames = sorted(truth)
-                where_msg = f"frame {frames[0]}" if frames else "a frame"
-                raise PybraggError(f"{where_msg}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
             finally:
                 with contextlib.suppress(Exception):
                     for f in list(in_flight.futures):
