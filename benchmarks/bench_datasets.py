@@ -145,6 +145,11 @@ def main() -> int:
                               "load_before": os.getloadavg()[0]}
     print(f"series of {frames} frames, {pixels} x {pixels} pixels, {n_cores} cores "
           f"(load average {os.getloadavg()[0]:.1f}); best of {o.repeats}")
+    import dask
+
+    from pybragg.datasets.runner import QUIET_DASK
+
+    dask.config.set(QUIET_DASK)  # the settings of the clusters `pybragg series` starts
     clusters = {}
     try:
         for k in counts:

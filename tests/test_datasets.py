@@ -72,10 +72,14 @@ def _counts(result, seed: int, noise: bool = True) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           host="127.0.0.1", silence_logs=40)
+    from pybragg.datasets.runner import QUIET_DASK
+
+    with dask.config.set(QUIET_DASK):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               host="127.0.0.1", silence_logs=40)
     c = Client(cluster, set_as_default=False)
     try:
         yield c

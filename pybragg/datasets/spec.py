@@ -271,7 +271,8 @@ class Job:
             plan = Plan(self.frame_config(0), self.inputs)
         g = plan.geometry
         self.geometry = g
-        self.shape = (int(g.spixels), int(g.fpixels))
+        #: (slow, fast) of a frame: the data array holding every panel
+        self.shape = (int(getattr(g, "data_spixels", 0) or g.spixels), int(getattr(g, "data_fpixels", 0) or g.fpixels))
         self.base_axes_A = tuple(tuple(x * _PER_ANGSTROM for x in v) for v in (g.a, g.b, g.c))
         self.base_wavelength_A = config.beam.lambda0 * _PER_ANGSTROM
         self.base_fluence = float(g.fluence)
