@@ -115,7 +115,10 @@ def test_c_and_torch_agree(args: list[str]) -> None:
     tol, corr_min = FLOAT_BARS["float64"]
     peak = float(np.abs(c_image).max())
     assert comparison.max_abs_diff <= tol * peak + 1e-30, (args, comparison.report())
-    # correlation says something only where the image varies beyond float32 rounding
-    if c_image.std() > 1e-6 * abs(float(c_image.mean())):
+    # correlation says something only where the image varies well beyond float32 rounding: the C
+    # image is stored in float32 (relative rounding up to 6e-8), and a correlation of 0.999999 needs
+    # the rounding noise under about 1e-3 of the image's spread, so the spread must exceed about
+    # 1e-4 of the mean (a water-dominated image of spread 1e-6 x mean failed on rounding alone)
+    if c_image.std() > 1e-4 * abs(float(c_image.mean())):
         assert comparison.correlation >= corr_min, (args, comparison.report())
     assert torch_image.shape == c_image.shape
