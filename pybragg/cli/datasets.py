@@ -61,23 +61,23 @@ def _parser(command: str) -> _Parser:
                              "Still shots of random orientation and per-shot variations drawn from (S, i)."),
                 epilog="nanoBragg flags follow '--'. See docs/datasets.md.")
     if series:
-        p.add_argument("--frames", type=int, help="number of frames")
+        p.add_argument("--frames", type=int, metavar="N", help="number of frames")
     else:
-        p.add_argument("--shots", type=int, help="number of shots")
-        p.add_argument("--seed", type=int, help="seed S: shot i is drawn from (S, i)")
+        p.add_argument("--shots", type=int, metavar="N", help="number of shots")
+        p.add_argument("--seed", type=int, metavar="S", help="seed S: shot i is drawn from (S, i)")
     p.add_argument("--out", required=True, help="FILE.nxs/FILE.h5 (one NXmx file) or a folder of frame files")
     p.add_argument("--format", choices=("nexus", "cbf", "smv"), default=None,
                    help="nexus for an HDF5 name; cbf (default) or smv for a folder")
     p.add_argument("--name", default=None, help="frame file prefix in a folder (default: the folder's name)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None,
+    where.add_argument("--workers", type=int, default=None, metavar="K",
                        help="start a local Dask cluster of K worker processes (default: all cores; one per GPU)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="use an existing Dask cluster (default: $DASK_SCHEDULER_ADDRESS if set)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted dataset: render only missing frames")
-    p.add_argument("--batch", type=int, default=0,
+    p.add_argument("--batch", type=int, default=0, metavar="B",
                    help="frames per Dask task (default 0: about half a second of frames per task)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="engine threads per task (default: cores / task slots on the worker's host)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="seconds to reach --scheduler (default 10)")
