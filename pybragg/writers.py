@@ -75,7 +75,29 @@ def _zero_outside_roi(image: np.ndarray, result: Result) -> np.ndarray:
     rows, cols = roi_slices(result)
     out = np.zeros_like(image)
     out[rows, cols] = image[rows, cols]
-    return out
+    return zero_uncovered(out, result)
+
+
+def uncovered(result: Result) -> np.ndarray | None:
+    """Boolean (slow, fast) array of the data-array pixels no panel covers (None when the panels
+    cover every pixel, as a flag-defined detector does)."""
+    g = result.geometry
+    panels = getattr(g, "panels", None) or ()
+    shape = result.image.shape
+    if len(panels) < 2:
+        return None
+    out = np.ones(shape, dtype=bool)
+    for p in panels:
+        out[p.data_slow:p.data_slow + p.spixels, p.data_fast:p.data_fast + p.fpixels] = False
+    return out if out.any() else None
+
+
+def zero_uncovered(image: np.ndarray, result: Result) -> np.ndarray:
+    """``image`` with the pixels no panel covers set to 0 (the SMV images' gaps hold no ADC offset)."""
+    gaps = uncovered(result)
+    if gaps is not None:
+        image[gaps] = 0
+    return image
 
 
 def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
@@ -180,7 +202,7 @@ def requested_paths(outputs) -> list[str]:
 
 
 def _extra_paths(outputs) -> tuple[str | None, ...]:
-    return tuple(getattr(outputs, name, None) for name in ("cbffile", "nexusfile", "exptfile", "pngfile"))
+    return tuple(getattr(outputs, name, None) for name in ("cbffile", "nexusfile", "exptfile", "pngfile", "geomfile"))
 
 
 def detector_counts(result: Result, outputs) -> np.ndarray:
@@ -211,9 +233,9 @@ def _pixel_mask(result: Result, setup) -> np.ndarray:
 
 def _extra_jobs(result: Result, outputs, space_group: str | None) -> list[tuple[str, Callable[[str], None]]]:
     """Jobs of the CBF, NeXus, experiment-list and PNG outputs."""
-    cbffile, nexusfile, exptfile, pngfile = _extra_paths(outputs)
+    cbffile, nexusfile, exptfile, pngfile, geomfile = _extra_paths(outputs)
     jobs: list[tuple[str, Callable[[str], None]]] = []
-    if not (cbffile or nexusfile or exptfile or pngfile):
+    if not (cbffile or nexusfile or exptfile or pngfile or geomfile):
         return jobs
     from pybragg.io.frames import setup_from_result
 
@@ -247,7 +269,65 @@ def _extra_jobs(result: Result, outputs, space_group: str | None) -> list[tuple[
         preview = png_pixels(float32_image(result), outputs.png_scale, outputs.png_cmap, outputs.png_max)
         text = {"Software": "pybragg", "Scale": outputs.png_scale, "Colormap": outputs.png_cmap}
         jobs.append((pngfile, lambda path: write_png(path, preview, text)))
+    if geomfile:
+        from pybragg.io.crystfel import format_geometry
+
+        text_geom = format_geometry(geometry_file(result, outputs), comment=_geom_comment(result, outputs))
+        jobs.append((geomfile, lambda path: _write_text(path, text_geom)))
     return jobs
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _geom_comment(result: Result, outputs) -> str:
+    from pybragg import __version__
+
+    n = len(getattr(result.geometry, "panels", None) or ()) or 1
+    lines = [f"CrystFEL geometry written by pybragg {__version__}: {n} panel{'s' if n != 1 else ''} as rendered",
+             "(after the detector rotations), in CrystFEL's frame: +z along the beam, +y to the zenith"]
+    if getattr(outputs, "nexusfile", None):
+        lines.append(f"frames: {os.path.basename(outputs.nexusfile)} /entry/data/data (frame, ss, fs)")
+    else:
+        lines.append("data array: the float and SMV images (ss, fs); adu_per_photon 1 for the photons of the "
+                     "noise image, CBF and NeXus")
+    return "\n".join(lines)
+
+
+def geometry_file(result: Result, outputs=None):
+    """The CrystFEL geometry (:class:`~pybragg.io.crystfel.CrystfelGeometry`) of the detector a
+    render used: every panel where the plan placed it, in CrystFEL's frame (the McStas frame of
+    :mod:`pybragg.io.frames`, whatever the convention), the wavelength, ``adu_per_photon = 1``;
+    a ``-geom`` file's bad regions, groups, edge masks, ``no_index`` and ADU scales are carried
+    over (``outputs.geom_template``); with ``-nexusfile`` the frames' location and layout."""
+    from pybragg.io.crystfel import LabPanel, crystfel_to_lab, geometry_from_lab
+    from pybragg.io.frames import setup_from_result
+
+    setup = setup_from_result(result).in_mcstas()
+    template = getattr(outputs, "geom_template", None)
+    extras = list(getattr(template, "panels", None) or ())
+    panels = []
+    for i, p in enumerate(setup.panels):
+        extra = extras[i] if i < len(extras) else None
+        panels.append(LabPanel(
+            name=extra.name if extra is not None else p.name, fpixels=p.fpixels, spixels=p.spixels,
+            pixel_size=p.pixel_size, origin=crystfel_to_lab(p.origin), fdet=crystfel_to_lab(p.fast),
+            sdet=crystfel_to_lab(p.slow), data_fast=p.data_fast, data_slow=p.data_slow,
+            mask_edge=extra.mask_edge if extra is not None else 0,
+            ignored=extra.ignored if extra is not None else False,
+            adu_per_photon=extra.adu_per_photon if extra is not None else None,
+            max_adu=extra.max_adu if extra is not None else None,
+        ))
+    nexus = bool(getattr(outputs, "nexusfile", None))
+    geom = geometry_from_lab(panels, clen=getattr(template, "clen", None), wavelength=setup.wavelength,
+                             adu_per_photon=1.0, data="/entry/data/data" if nexus else None, frames_dim=nexus)
+    source = getattr(template, "geometry", None)
+    if source is not None:
+        geom.bad_regions = [type(r)(r.name, dict(r.values)) for r in source.bad_regions]
+        geom.groups = dict(source.groups)
+    return geom
 
 
 def check_formats(result: Result, outputs) -> None:
@@ -285,6 +365,7 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
         noisy, photons, overloads = noise_image(
             image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
         )
+        noisy = zero_uncovered(noisy, result)
         jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
     check_formats(result, outputs)
     jobs += _extra_jobs(result, outputs, space_group)

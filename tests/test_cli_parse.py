@@ -23,6 +23,8 @@ INPUTS = ROOT.parent / "shared" / "golden" / "inputs"
 HEADER_IMG = INPUTS / "header160x140.img"
 MASK_IMG = INPUTS / "mask128.img"
 HEX_MAT = INPUTS / "A_hex.mat"
+GEOM_FILE = INPUTS.parent.parent / "golden-multipanel" / "mp_two_panels" / "detector.geom"
+EXPT_FILE = Path(__file__).parent / "data" / "two_panels.expt"
 
 approx = pytest.approx
 
@@ -401,7 +403,7 @@ def test_aliases_are_equivalent(names, value):
 def test_every_flag_and_alias_is_accepted(tmp_path):
     text_file = tmp_path / "any.txt"
     text_file.write_text("1 2 3\n")
-    paths = {"-img": HEADER_IMG, "-mask": MASK_IMG, "-mat": HEX_MAT}
+    paths = {"-img": HEADER_IMG, "-mask": MASK_IMG, "-mat": HEX_MAT, "-geom": GEOM_FILE, "-expt": EXPT_FILE}
     for flag in FLAGS:
         if flag.action == "help":
             continue

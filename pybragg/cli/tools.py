@@ -4,7 +4,7 @@
 two engines in this process (or one engine against a float image from any other
 program) and reports how the images differ.
 
-``pybragg trace --pixel SLOW FAST [options] -- <nanoBragg flags>`` makes the
+``pybragg trace --pixel SLOW FAST [--panel NAME] [options] -- <nanoBragg flags>`` makes the
 engines report the intermediate quantities of one pixel side by side and marks
 the first one that differs beyond the tolerance.
 
@@ -314,7 +314,10 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """The ``pybragg trace`` command."""
     opts, flags = _split(argv, "trace")
     p = _Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
-    p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True)
+    p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True,
+                   help="the pixel: data-array coordinates, or within --panel")
+    p.add_argument("--panel", default=None, metavar="NAME",
+                   help="--pixel counts SLOW FAST within this panel (its name in the -geom or -expt file)")
     p.add_argument("--step", action="append", default=[], metavar="KEY=N",
                    help=f"keep only this loop position ({', '.join(INDEX_KEYS)}); repeatable")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -336,8 +339,14 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     base = _simulator(flags, "c", o.dtype, None)  # flags parsed and input files read once
     plan = Plan(base.config, base.inputs)
     g_rows, g_cols = plan.shape
+    panel = _panel_of(plan, base.config, o.panel, spixel, fpixel) if o.panel is not None else None
+    if panel is not None:
+        spixel, fpixel = spixel + panel[1].data_slow, fpixel + panel[1].data_fast
     if not (0 <= spixel < g_rows and 0 <= fpixel < g_cols):
         raise UsageError(f"--pixel {spixel} {fpixel} is outside the {g_cols}x{g_rows} (fast x slow) detector")
+    if panel is None and len(plan.panels) > 1:
+        panel = next(((name, pg) for name, pg in zip(_panel_names(plan, base.config), plan.panels)
+                      if 0 <= spixel - pg.data_slow < pg.spixels and 0 <= fpixel - pg.data_fast < pg.fpixels), None)
     traces: dict[str, list[Any]] = {}
     pixel_values: dict[str, float] = {}
     for engine in engines:
@@ -363,6 +372,8 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if o.json:
         payload = {
             "pixel": {"slow": spixel, "fast": fpixel},
+            **({"panel": {"name": panel[0], "slow": spixel - panel[1].data_slow,
+                          "fast": fpixel - panel[1].data_fast}} if panel is not None else {}),
             "values": pixel_values,
             "first_difference": None if first is None else {"name": first.name, "index": list(first.index)},
             "rows": [
@@ -374,7 +385,9 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         out.write(json.dumps(payload, indent=1) + "\n")
     else:
         labels = list(rows[0].values) if rows else list(engines)
-        out.write(f"pixel (slow {spixel}, fast {fpixel}): " + ", ".join(f"{k} {v:.9g}" for k, v in
+        where = "" if panel is None else (f" = panel {panel[0]} (slow {spixel - panel[1].data_slow}, "
+                                          f"fast {fpixel - panel[1].data_fast})")
+        out.write(f"pixel (slow {spixel}, fast {fpixel}){where}: " + ", ".join(f"{k} {v:.9g}" for k, v in
                                                                       pixel_values.items()) + "\n")
         out.write(f"{'quantity':<22} {'index (layer,sub_s,sub_f,source,phi,domain)':<44} " +
                   " | ".join(f"{label:>40}" for label in labels) + "\n")
@@ -388,6 +401,24 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         err.write(f"pybragg trace: first difference: {first.name}" + (f" at {where}" if where else "") + "\n")
         return EXIT_DIFFERENT
     return 0
+
+
+def _panel_names(plan, config) -> list[str]:
+    """The panels' names as the configuration gives them (the plan keeps 31 bytes of each)."""
+    names = [p.name for p in getattr(config.detector, "panels", ()) or ()]
+    return names if len(names) == len(plan.panels) else [p.name for p in plan.panels]
+
+
+def _panel_of(plan, config, name: str, spixel: int, fpixel: int):
+    """(name, PanelGeometry) of ``--panel NAME``, with ``--pixel`` checked against its size."""
+    names = _panel_names(plan, config)
+    if name not in names:
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} panels)" if len(names) > 8 else "")
+        raise UsageError(f"--panel {name}: the detector has no such panel (its panels: {shown})")
+    pg = plan.panels[names.index(name)]
+    if not (0 <= spixel < pg.spixels and 0 <= fpixel < pg.fpixels):
+        raise UsageError(f"--pixel {spixel} {fpixel} is outside panel {name} ({pg.fpixels}x{pg.spixels} fast x slow)")
+    return name, pg
 
 
 def main(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:

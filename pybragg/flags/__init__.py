@@ -12,6 +12,7 @@ and below the ``pybragg`` command (:mod:`pybragg.cli`):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 from pybragg.errors import UsageError
@@ -31,8 +32,8 @@ def from_args(
 ) -> Simulator:
     """A :class:`~pybragg.simulator.Simulator` built from nanoBragg flags (plus ``--backend`` etc.).
 
-    Files named by the flags (``-hkl``, ``-mat``, ``-mask``, ``-sourcefile``, a ``Fdump.bin``
-    cache) are read now; ``write_dump`` writes the cache after reading ``-hkl``.  Keyword
+    Files named by the flags (``-hkl``, ``-mat``, ``-mask``, ``-sourcefile``, ``-geom``, ``-expt``,
+    a ``Fdump.bin`` cache) are read now; ``write_dump`` writes the cache after reading ``-hkl``.  Keyword
     arguments override the engine flags (``backend``, ``dtype``, ``device``, ``threads``,
     ``memory_budget_gib``).  The parsed command line is kept as ``simulator.invocation``.
 
@@ -44,6 +45,10 @@ def from_args(
         raise UsageError("from_args expects a list of arguments, not one string (use text.split())")
     inv = parse_args(list(argv))
     inputs = load_inputs(inv, write_dump=write_dump)
+    if inv.notices:
+        say = notice or (lambda message: print(message, file=sys.stderr))
+        for message in inv.notices:
+            say(message)
     kwargs: dict[str, object] = {
         "backend": inv.backend,
         "dtype": inv.dtype,

@@ -63,10 +63,28 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
     if not (crystal.has_cell or crystal.has_matrix):
         raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
     sources = read_source_file(inv.source_path) if inv.source_path is not None else None
+    mask = _mask(inv)
+    return Inputs(hkl=hkl, sources=sources, mask=mask, space_group=space_group, cell=file_cell)
+
+
+def _mask(inv) -> np.ndarray | None:
+    """The pixels to render (uint8, 1 = render) over the detector's data array: ``-mask`` (an SMV
+    image of the data array) and the bad regions a ``-geom``/``-expt`` file gives, both applied."""
+    from pybragg.flags.panels import data_shape, file_mask
+
     mask = None
     if inv.mask_path is not None:
         mask = (read_smv(inv.mask_path).data != 0).astype(np.uint8)
-    return Inputs(hkl=hkl, sources=sources, mask=mask, space_group=space_group, cell=file_cell)
+        panels = getattr(inv, "geometry_panels", None)
+        if panels:
+            shape = data_shape(panels)
+            if mask.shape != shape:
+                raise FormatError(f"-mask {inv.mask_path}: {mask.shape[1]} x {mask.shape[0]} pixels (fast x slow), "
+                                 f"the detector's data array {shape[1]} x {shape[0]}")
+    bad = file_mask(inv)
+    if bad is not None:
+        mask = bad if mask is None else mask & bad
+    return mask
 
 
 def _named(flag: str, read):

@@ -1,6 +1,6 @@
 """Turn a nanoBragg-style argument list into an :class:`Invocation`.
 
-The work happens in four passes:
+The work happens in five passes:
 
 1. **Split** the arguments into flags and their values, checking every value
    (number syntax, finiteness, ranges, input files readable).  Nothing is
@@ -14,7 +14,9 @@ The work happens in four passes:
    (pivot, convention, ``-detector_absorb inf`` zeroing the thickness) come out
    as they do in the reference.  ``-nonoise`` and ``-nopgm`` are held back and
    applied last: they win wherever they stand.
-4. **Matrix**: ``-mat FILE`` is converted with the final wavelength.
+4. **Detector files**: ``-geom`` or ``-expt`` fill the detector's panels (and, flags winning,
+   wavelength, camera length, beam, goniometer and crystal; :mod:`pybragg.flags.panels`).
+5. **Matrix**: ``-mat FILE`` is converted with the final wavelength.
 
 Differences from the reference program: flags match by exact spelling; any
 unknown flag, stray argument, missing, non-numeric, non-finite or impossible
@@ -71,6 +73,11 @@ class OutputOptions:
     nexus_compression: str = "deflate"
     #: DIALS experiment list
     exptfile: str | None = None
+    #: CrystFEL geometry file of the detector in use
+    geomfile: str | None = None
+    #: with -geom: the file read (its bad regions, groups, panel extras and camera length), which
+    #: -geomfile carries over (a :class:`~pybragg.flags.panels.GeometryTemplate`)
+    geom_template: object | None = None
     #: PNG preview, its scale (linear, sqrt, log), colour map and full-brightness value (None: the maximum)
     pngfile: str | None = None
     png_scale: str = "log"
@@ -99,6 +106,13 @@ class Invocation:
     pdb_anomalous: bool = False
     matrix_path: str | None = None
     mask_path: str | None = None
+    #: detector files: a CrystFEL geometry (-geom) or a DIALS experiment list (-expt)
+    geom_path: str | None = None
+    expt_path: str | None = None
+    #: what they held: the geometry file's model, the experiment, their panels (pybragg's frame)
+    geometry: object | None = None
+    expt: object | None = None
+    geometry_panels: list | None = None
     img_path: str | None = None
     source_path: str | None = None
     stol_path: str | None = None
@@ -118,6 +132,8 @@ class Invocation:
     show_version: bool = False
     #: -q/--quiet: no summary on stdout
     quiet: bool = False
+    #: one-line notices for the user (e.g. which experiment of a list was used)
+    notices: list[str] = field(default_factory=list)
 
 
 _NO_KEYWORD = object()
@@ -484,7 +500,7 @@ def _apply_headers(inv: Invocation, given: list[_Given]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# pass 4: orientation matrix
+# pass 5: orientation matrix
 
 
 def _apply_matrix(inv: Invocation) -> None:
@@ -537,6 +553,9 @@ def parse_args(argv: Sequence[str]) -> Invocation:
     for item in given:
         if item.flag.deferred:
             _apply(inv, item)
+    from .panels import apply_detector_files
+
+    apply_detector_files(inv, {item.flag.name for item in given})
     _apply_matrix(inv)
     return inv
 

@@ -492,9 +492,18 @@ FLAGS: tuple[Flag, ...] = (
          "(flags still win)",
          kind=Kind.PATH, metavars=("FILE",), targets=("img_path",), default="none"),
     Flag("-mask", "detector",
-         "SMV image: pixels that are 0 are not rendered; its header is read like -img's "
-         "(before it)",
+         "SMV image of the detector's data array: pixels that are 0 are not rendered (with -geom, "
+         "besides the file's bad regions); its header is read like -img's (before it)",
          kind=Kind.PATH, metavars=("FILE",), targets=("mask_path",), default="none"),
+    Flag("-geom", "detector",
+         "CrystFEL geometry file: every panel (size, pixel, place in the data array, fs/ss, corner, "
+         "camera length), the wavelength unless -lambda/-energy, bad regions and edge masks; -distance "
+         "sets the camera length (clen); see docs/geometry.md",
+         kind=Kind.PATH, metavars=("FILE",), targets=("geom_path",), default="none: one panel from the flags"),
+    Flag("-expt", "detector",
+         "DIALS experiment list: the detector (every panel, stacked along the slow axis of the data array) "
+         "and, unless flags give them, the beam, goniometer, scan and crystal; see docs/geometry.md",
+         kind=Kind.PATH, metavars=("FILE",), targets=("expt_path",), default="none: one panel from the flags"),
     # ----------------------------------------------------------------- sampling
     Flag("-oversample", "sampling", "sub-pixels per pixel edge",
          kind=Kind.INT, metavars=("N",), check=nonnegative, targets=(_D + "oversample",),
@@ -581,6 +590,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-exptfile", "output",
          "DIALS experiment list (JSON) of the true beam, detector, goniometer, scan and crystal",
          kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "exptfile",), default="none"),
+    Flag("-geomfile", "output",
+         "CrystFEL geometry file of the detector in use (every panel as rendered, the wavelength; with "
+         "-nexusfile the NeXus data location), for indexamajig",
+         kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "geomfile",), default="none"),
     Flag("-pngfile", "output", "PNG preview of the float image (needs Pillow)",
          kind=Kind.OUTPATH, metavars=("FILE",), targets=(_O + "pngfile",), default="none"),
     Flag("-png_scale", "output", "brightness scale of the -pngfile preview",

@@ -45,20 +45,22 @@ def lab_to_crystfel(v: Iterable[float]) -> Vec3:
 # Keys of a panel, with the kind of value each holds.
 _INT_KEYS = {"min_fs", "max_fs", "min_ss", "max_ss", "mask_edge_pixels"}
 _FLOAT_KEYS = {"corner_x", "corner_y", "res", "adu_per_photon", "adu_per_eV", "max_adu", "coffset"}
-_LENGTH_KEYS = {"clen", "coffset"}  # a number in metres, a number with a unit, or an HDF5 location
+_LENGTH_KEYS = {"clen", "coffset", "detector_shift_x", "detector_shift_y"}  # metres, a unit, or a data location
 _BOOL_KEYS = {"no_index"}
 _VECTOR_KEYS = {"fs", "ss"}
 # accepted and kept as text: what pybragg does not use to render (data locations, masks, flags)
 _TEXT_KEYS = {
     "data", "mask", "mask_file", "mask_good", "mask_bad", "saturation_map", "saturation_map_file",
     "flag_lessthan", "flag_morethan", "flag_equal", "satmap", "satmap_file", "peak_list",
-    "peak_list_type", "detector_shift_x", "detector_shift_y", "clen_for_centering", "badrow_direction",
-    "rail_direction", "adu_scale", "adu_scale_unit",
+    "peak_list_type", "clen_for_centering", "badrow_direction", "rail_direction", "adu_scale", "adu_scale_unit",
+    *(f"mask{n}_{what}" for n in range(8) for what in ("data", "file", "goodbits", "badbits")),
 }
 _PANEL_KEYS = _INT_KEYS | _FLOAT_KEYS | _LENGTH_KEYS | _BOOL_KEYS | _VECTOR_KEYS | _TEXT_KEYS | {"dim"}
 # keys that only exist globally
 _GLOBAL_ONLY = {"photon_energy", "wavelength", "electron_voltage", "photon_energy_bandwidth",
                 "photon_energy_scale", "peak_info_location", "hdf5_peak_path", "bandwidth"}
+#: the command-line flag that supplies a value a file gives by a data location
+_FLAG_FOR = {"clen": "-distance", "photon_energy": "-energy", "wavelength": "-lambda"}
 _BAD_KEYS = {"min_x", "max_x", "min_y", "max_y", "min_fs", "max_fs", "min_ss", "max_ss", "panel"}
 
 _LENGTH_UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "micron": 1e-6, "microns": 1e-6}
@@ -80,15 +82,19 @@ class CrystfelPanel:
         return self.values.get(key, default)
 
     def number(self, key: str, override: float | None = None) -> float:
-        """``key`` as a number; an HDF5 location or a missing value is an error naming the key."""
+        """``key`` as a number; an HDF5 location or a missing value is an error naming the key
+        (and the command-line flag that can stand in for it)."""
         if override is not None:
             return float(override)
         value = self.values.get(key)
+        flag = _FLAG_FOR.get(key)
         if value is None:
-            raise FormatError(f"panel {self.name}: no {key} (give it in the geometry file)")
+            hint = f" or {flag} on the command line" if flag else ""
+            raise FormatError(f"panel {self.name}: no {key} (give it in the geometry file{hint})")
         if isinstance(value, str):
+            hint = f" or give {flag} on the command line" if flag else ""
             raise FormatError(f"panel {self.name}: {key} = {value} is a location in the data files, "
-                              "which pybragg cannot read: give the value as a number")
+                              f"which pybragg cannot read: give the value as a number{hint}")
         return float(value)  # type: ignore[arg-type]
 
     @property
@@ -117,6 +123,8 @@ class CrystfelGeometry:
     bad_regions: list[BadRegion] = field(default_factory=list)
     #: ``group_NAME``/``rigid_group_NAME``/``rigid_group_collection_NAME`` = members (kept, unused)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the file it was read from (for messages; not part of the model)
+    source: str = field(default="", compare=False)
 
     def panel(self, name: str) -> CrystfelPanel:
         for p in self.panels:
@@ -129,6 +137,9 @@ class CrystfelGeometry:
 
         Raises :class:`FormatError` when the file gives it by a data location.
         """
+        if "electron_voltage" in self.globals and not ({"wavelength", "photon_energy"} & self.globals.keys()):
+            raise FormatError("electron_voltage: pybragg simulates X-rays: give photon_energy, wavelength, "
+                              "or -lambda or -energy on the command line")
         for key in ("wavelength", "photon_energy"):
             value = self.globals.get(key)
             if value is None:
@@ -229,7 +240,7 @@ def _dim_value(text: str, where: str) -> str | int:
 
 def parse_geometry(text: str, source: str = "<geometry>") -> CrystfelGeometry:
     """Parse the text of a geometry file (errors name ``source``, the line and the key)."""
-    geom = CrystfelGeometry()
+    geom = CrystfelGeometry(source=source)
     defaults: dict[str, object] = {}
     default_dims: dict[int, str | int] = {}
     panels: dict[str, CrystfelPanel] = {}
@@ -306,15 +317,44 @@ def _format_value(key: str, value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         text = repr(value)
-        return f"{text} m" if key in _LENGTH_KEYS else text
+        # coffset is a plain number of metres to CrystFEL; the others take a unit
+        return f"{text} m" if key in _LENGTH_KEYS and key != "coffset" else text
     return str(value)
 
 
+def _panel_defaults(geom: CrystfelGeometry) -> dict[str, object]:
+    """The global values that become defaults of the panels named after them."""
+    return {k: v for k, v in geom.globals.items() if k in _PANEL_KEYS}
+
+
+def _global_dims(geom: CrystfelGeometry) -> dict[int, str | int]:
+    return {int(k[3:]): v for k, v in geom.globals.items()  # type: ignore[misc]
+            if re.fullmatch(r"dim\d+", k)}
+
+
 def format_geometry(geom: CrystfelGeometry, comment: str | None = None) -> str:
-    """The text of a geometry file for ``geom``: every value of every panel written out."""
+    """The text of a geometry file for ``geom``, which :func:`parse_geometry` reads back as the
+    same model.
+
+    The global lines come first and the panels after them carry only what differs from those
+    defaults (so that, as CrystFEL wants, ``clen`` appears once); a panel that lacks one of the
+    defaults (it was named before that global line) is written in full before the globals.
+    """
     lines: list[str] = []
     if comment:
         lines += [f"; {c}" for c in comment.splitlines()]
+    defaults, dims = _panel_defaults(geom), _global_dims(geom)
+
+    def panel_lines(p: CrystfelPanel, full: bool) -> list[str]:
+        out = [f"{p.name}/dim{index} = {dim}" for index, dim in sorted(p.dims.items())
+               if full or dims.get(index, _MISSING) != dim]
+        out += [f"{p.name}/{key} = {_format_value(key, value)}" for key, value in p.values.items()
+                if full or key not in defaults or defaults[key] != value]
+        return out + [""] if out else []
+
+    early = [p for p in geom.panels if not (defaults.keys() <= p.values.keys() and dims.keys() <= p.dims.keys())]
+    for p in early:
+        lines += panel_lines(p, True)
     for key, value in geom.globals.items():
         if key == "photon_energy" and isinstance(value, float):
             lines.append(f"photon_energy = {value!r} eV")
@@ -324,11 +364,10 @@ def format_geometry(geom: CrystfelGeometry, comment: str | None = None) -> str:
             lines.append(f"{key} = {_format_value(key, value)}")
     lines.append("")
     for p in geom.panels:
-        for index, dim in sorted(p.dims.items()):
-            lines.append(f"{p.name}/dim{index} = {dim}")
-        for key, value in p.values.items():
-            lines.append(f"{p.name}/{key} = {_format_value(key, value)}")
-        lines.append("")
+        if p not in early:
+            text = panel_lines(p, False)
+            # a panel whose every value is a default still needs a line that names it
+            lines += text or [f"{p.name}/min_fs = {p.values['min_fs']}", ""]
     for region in geom.bad_regions:
         for key, value in region.values.items():
             lines.append(f"{region.name}/{key} = {value!r}" if isinstance(value, float)
@@ -337,6 +376,9 @@ def format_geometry(geom: CrystfelGeometry, comment: str | None = None) -> str:
     for key, members in geom.groups.items():
         lines.append(f"{key} = {','.join(members)}")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+_MISSING = object()
 
 
 def write_geometry(path: str | os.PathLike[str], geom: CrystfelGeometry, comment: str | None = None) -> None:
@@ -371,19 +413,44 @@ class LabPanel:
     max_adu: float | None = None
 
 
+#: fs/ss directions whose length differs from one pixel step by more than this are refused
+_UNIT_TOLERANCE = 0.01
+#: fs and ss closer to parallel than this (sine of the angle between them) are refused
+_MIN_AXIS_SINE = 1e-9
+
+
+def _norm(v: Iterable[float]) -> float:
+    return math.sqrt(sum(float(c) * float(c) for c in v))
+
+
 def _unit(v: Vec3) -> Vec3:
-    n = math.sqrt(sum(c * c for c in v))
+    n = _norm(v)
     return (v[0] / n, v[1] / n, v[2] / n) if n > 0 else v
 
 
-def lab_panels(geom: CrystfelGeometry, *, clen: float | None = None, clen_shift: float = 0.0,
-               photon_energy_ev: float | None = None) -> list[LabPanel]:
-    """The panels of ``geom`` in pybragg's frame (``clen`` overrides the file's; ``clen_shift``
-    is added to it, as ``-distance`` shifts a file's camera length).
+def _cross(a: Vec3, b: Vec3) -> Vec3:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
-    The data array is 2-D (slow, fast); panels with a fixed index in their ``dimN`` layout (for
-    example ``dim0 = 3`` for the fourth slab of a (module, ss, fs) array) are stacked along the
-    slow axis, slab k starting at row k x (the slab height).
+
+def _direction(p: CrystfelPanel, key: str) -> Vec3:
+    """The panel's ``fs`` or ``ss`` as a unit vector (CrystFEL's frame); zero or not one pixel
+    step long is an error naming the panel and key."""
+    v = p.values[key]
+    n = _norm(v)  # type: ignore[arg-type]
+    if not n > 0:
+        raise FormatError(f"panel {p.name}: {key} = {format_vector(v)} is zero")  # type: ignore[arg-type]
+    if abs(n - 1.0) > _UNIT_TOLERANCE:
+        raise FormatError(f"panel {p.name}: {key} has length {n:.6g}: the fs and ss directions must be one pixel "
+                          "step long (unit vectors; the pixel size is 1/res)")
+    return _unit(v)  # type: ignore[arg-type]
+
+
+def _slab_rows(geom: CrystfelGeometry) -> dict[str, int]:
+    """Rows each panel is shifted by in pybragg's 2-D data array.
+
+    A panel with a fixed index in its ``dimN`` layout (``dim0 = 3``: the fourth slab of a
+    (module, ss, fs) block) lands at row index x (the slab height); panels of different ``data``
+    blocks are stacked after one another, each block as tall as all its slabs.
     """
     fixed: dict[str, int] = {}
     for p in geom.panels:
@@ -391,46 +458,124 @@ def lab_panels(geom: CrystfelGeometry, *, clen: float | None = None, clen_shift:
         if len(idx) > 1:
             raise FormatError(f"panel {p.name}: more than one fixed index in its dim layout")
         if idx:
+            if idx[0] < 0:
+                raise FormatError(f"panel {p.name}: the fixed index {idx[0]} of its dim layout is negative")
             fixed[p.name] = idx[0]
         layout = [v for _, v in sorted(p.dims.items()) if not isinstance(v, int) and v != "%"]
         if layout and layout != ["ss", "fs"]:
             raise FormatError(f"panel {p.name}: dim layout {layout} is not supported (ss before fs)")
     height = max(int(p.values["max_ss"]) + 1 for p in geom.panels)  # type: ignore[arg-type]
+    slabs = max(fixed.values(), default=0) + 1
+    blocks: dict[object, int] = {}
+    for p in geom.panels:
+        blocks.setdefault(p.get("data"), len(blocks))
+    return {p.name: (blocks[p.get("data")] * slabs + fixed.get(p.name, 0)) * height for p in geom.panels}
+
+
+def lab_panels(geom: CrystfelGeometry, *, clen: float | None = None, clen_shift: float = 0.0,
+               photon_energy_ev: float | None = None) -> list[LabPanel]:
+    """The panels of ``geom`` in pybragg's frame (``clen`` overrides the file's camera length, as
+    ``-distance`` does; ``clen_shift`` is added to it).
+
+    The data array is 2-D (slow, fast): each panel at its ``min_fs``/``min_ss``; panels with a
+    fixed index in their ``dimN`` layout, or in different ``data`` blocks, are stacked along
+    the slow axis (see :func:`_slab_rows`).  Errors (one line, naming the panel and key): a
+    missing ``res`` or ``clen``, a value given by a data location, an ``fs``/``ss`` that is zero,
+    not one pixel step long or parallel to the other, a panel whose centre lies behind the
+    sample (z <= 0) and panels whose data ranges overlap.
+    """
+    rows = _slab_rows(geom)
     out: list[LabPanel] = []
     for p in geom.panels:
         res = p.number("res")
         if not res > 0:
-            raise FormatError(f"panel {p.name}: res must be positive (pixels per metre)")
+            raise FormatError(f"panel {p.name}: res = {res:g} must be positive (pixels per metre)")
         c = p.number("clen", clen) + clen_shift
         coffset = p.number("coffset") if p.get("coffset") is not None else 0.0
-        fs, ss = p.values["fs"], p.values["ss"]
-        fdet = crystfel_to_lab(_unit(fs))  # type: ignore[arg-type]
-        sdet = crystfel_to_lab(_unit(ss))  # type: ignore[arg-type]
-        corner = (p.number("corner_x") / res, p.number("corner_y") / res, c + coffset)
+        shift = [p.number(key) if p.get(key) is not None else 0.0 for key in ("detector_shift_x", "detector_shift_y")]
+        fs, ss = _direction(p, "fs"), _direction(p, "ss")
+        if not _norm(_cross(fs, ss)) >= _MIN_AXIS_SINE:
+            raise FormatError(f"panel {p.name}: fs and ss are parallel")
+        corner = (p.number("corner_x") / res + shift[0], p.number("corner_y") / res + shift[1], c + coffset)
+        centre_z = corner[2] + 0.5 * (p.fpixels * fs[2] + p.spixels * ss[2]) / res
+        if not centre_z > 0:
+            raise FormatError(f"panel {p.name}: clen + coffset = {corner[2]:g} m puts the panel's centre at "
+                              f"z = {centre_z:g} m, behind the sample (z must be positive, along the beam)")
         adu = p.get("adu_per_photon")
         if adu is None and p.get("adu_per_eV") is not None and photon_energy_ev is not None:
-            adu = float(p.get("adu_per_eV")) * photon_energy_ev  # type: ignore[arg-type]
-        k = fixed.get(p.name, 0)
+            adu = p.number("adu_per_eV") * photon_energy_ev
         out.append(LabPanel(
             name=p.name, fpixels=p.fpixels, spixels=p.spixels, pixel_size=1.0 / res,
-            origin=crystfel_to_lab(corner), fdet=fdet, sdet=sdet,
+            origin=crystfel_to_lab(corner), fdet=crystfel_to_lab(fs), sdet=crystfel_to_lab(ss),
             data_fast=int(p.values["min_fs"]),  # type: ignore[arg-type]
-            data_slow=int(p.values["min_ss"]) + k * height,  # type: ignore[arg-type]
+            data_slow=int(p.values["min_ss"]) + rows[p.name],  # type: ignore[arg-type]
             mask_edge=int(p.get("mask_edge_pixels", 0) or 0),  # type: ignore[arg-type]
             ignored=bool(p.get("no_index", False)),
             adu_per_photon=None if adu is None or isinstance(adu, str) else float(adu),  # type: ignore[arg-type]
             max_adu=None if not isinstance(p.get("max_adu"), float) else float(p.get("max_adu")),  # type: ignore[arg-type]
         ))
+    _check_overlaps(out)
     return out
 
 
+def _check_overlaps(panels: list[LabPanel]) -> None:
+    """Panels whose data ranges share a pixel: an error naming both and their ranges."""
+    if len(panels) < 2:
+        return
+    import numpy as np
+
+    f0 = np.array([p.data_fast for p in panels])
+    s0 = np.array([p.data_slow for p in panels])
+    f1 = f0 + np.array([p.fpixels for p in panels])
+    s1 = s0 + np.array([p.spixels for p in panels])
+    hit = (f0[:, None] < f1[None, :]) & (f0[None, :] < f1[:, None]) & (s0[:, None] < s1[None, :]) & (s0[None, :] < s1[:, None])
+    hit = np.triu(hit, 1)
+    if hit.any():
+        i, j = (int(k) for k in np.argwhere(hit)[0])
+        a, b = panels[i], panels[j]
+
+        def ranges(p: LabPanel) -> str:
+            return (f"fs {p.data_fast}..{p.data_fast + p.fpixels - 1}, "
+                    f"ss {p.data_slow}..{p.data_slow + p.spixels - 1}")
+        raise FormatError(f"panel {b.name}: its data range ({ranges(b)}) overlaps panel {a.name}'s ({ranges(a)})")
+
+
+def panel_name(name: str, index: int, taken: set[str]) -> str:
+    """A name CrystFEL accepts for a panel (no ``/``, ``=``, ``;`` or spaces; not starting with
+    ``bad``, ``group`` or ``rigid_group``), unique among ``taken`` (which it joins)."""
+    clean = re.sub(r"[^A-Za-z0-9_.:-]", "_", name.strip()) or f"p{index}"
+    if clean.startswith(("bad", "group", "rigid_group")):
+        clean = f"p{index}_{clean}"
+    out = clean
+    k = 1
+    while out in taken:
+        out = f"{clean}_{k}"
+        k += 1
+    taken.add(out)
+    return out
+
+
+def _shortest(exact: float, reads_back) -> float:
+    """The number with the fewest significant digits that ``reads_back`` to what ``exact`` stands
+    for (``exact`` itself when none shorter does)."""
+    for digits in range(6, 17):
+        candidate = float(f"{exact:.{digits}g}")
+        if reads_back(candidate):
+            return candidate
+    return exact
+
+
 def geometry_from_lab(panels: Iterable[LabPanel], *, clen: float | None = None,
-                      wavelength: float | None = None) -> CrystfelGeometry:
+                      wavelength: float | None = None, adu_per_photon: float | None = None,
+                      data: str | None = None, frames_dim: bool = False) -> CrystfelGeometry:
     """A geometry file's model of pybragg panels (the inverse of :func:`lab_panels`).
 
     ``clen`` (m) is written globally and each panel's ``coffset`` is its corner's distance
     along the beam minus ``clen`` (default: the first panel's distance, so that a one-panel
-    detector has ``coffset = 0``).
+    detector has ``coffset = 0``).  ``adu_per_photon`` is written globally for panels without
+    their own; ``data`` is the HDF5 location of the frames and ``frames_dim`` puts the frame
+    index first (``dim0 = %``, ``dim1 = ss``, ``dim2 = fs``), as a NeXus file holds them.
+    Panel names are made acceptable to CrystFEL (:func:`panel_name`).
     """
     panels = list(panels)
     if not panels:
@@ -440,19 +585,33 @@ def geometry_from_lab(panels: Iterable[LabPanel], *, clen: float | None = None,
     geom = CrystfelGeometry()
     if wavelength is not None:
         geom.globals["photon_energy"] = 12398.42 / (wavelength * 1e10)
-    geom.globals["dim0"] = "ss"
-    geom.globals["dim1"] = "fs"
+    if adu_per_photon is not None:
+        geom.globals["adu_per_photon"] = float(adu_per_photon)
+    if data is not None:
+        geom.globals["data"] = data
+    dims: dict[int, str | int] = {0: "%", 1: "ss", 2: "fs"} if frames_dim else {0: "ss", 1: "fs"}
+    for index, dim in dims.items():
+        geom.globals[f"dim{index}"] = dim
     geom.globals["clen"] = c
-    for lp in panels:
+    taken: set[str] = set()
+    for i, lp in enumerate(panels):
         corner = lab_to_crystfel(lp.origin)
-        res = 1.0 / lp.pixel_size
-        values: dict[str, object] = {
+        # the shortest numbers that lab_panels reads back as exactly these pixel size and corner
+        res = _shortest(1.0 / lp.pixel_size, lambda r, lp=lp: 1.0 / r == lp.pixel_size)
+        corner_x = _shortest(corner[0] * res, lambda v, x=corner[0], r=res: v / r == x)
+        corner_y = _shortest(corner[1] * res, lambda v, y=corner[1], r=res: v / r == y)
+        coffset = _shortest(corner[2] - c, lambda v, z=corner[2]: c + v == z)
+        values: dict[str, object] = {}
+        if data is not None:
+            values["data"] = data
+        if adu_per_photon is not None and lp.adu_per_photon is None:
+            values["adu_per_photon"] = float(adu_per_photon)
+        values.update({
             "min_fs": lp.data_fast, "max_fs": lp.data_fast + lp.fpixels - 1,
             "min_ss": lp.data_slow, "max_ss": lp.data_slow + lp.spixels - 1,
             "fs": lab_to_crystfel(lp.fdet), "ss": lab_to_crystfel(lp.sdet),
-            "corner_x": corner[0] * res, "corner_y": corner[1] * res,
-            "res": res, "clen": c, "coffset": corner[2] - c,
-        }
+            "corner_x": corner_x, "corner_y": corner_y, "res": res, "clen": c, "coffset": coffset,
+        })
         if lp.mask_edge:
             values["mask_edge_pixels"] = lp.mask_edge
         if lp.ignored:
@@ -461,8 +620,70 @@ def geometry_from_lab(panels: Iterable[LabPanel], *, clen: float | None = None,
             values["adu_per_photon"] = lp.adu_per_photon
         if lp.max_adu is not None:
             values["max_adu"] = lp.max_adu
-        geom.panels.append(CrystfelPanel(lp.name, values, {0: "ss", 1: "fs"}))
+        geom.panels.append(CrystfelPanel(panel_name(lp.name, i, taken), values, dict(dims)))
     return geom
+
+
+def _region_rect(geom: CrystfelGeometry, region: BadRegion, by_name: dict[str, LabPanel]
+                 ) -> tuple[int, int, int, int] | None:
+    """The data-array rectangle (slow0, slow1, fast0, fast1; inclusive) of a bad region in fs/ss
+    coordinates: those of the panel's data block, cut to the panel when one is named; None
+    when nothing of it remains."""
+    v = region.values
+    s0, s1, f0, f1 = (int(v[k]) for k in ("min_ss", "max_ss", "min_fs", "max_fs"))  # type: ignore[call-overload]
+    name = v.get("panel")
+    if name is None:
+        return (s0, s1, f0, f1)
+    lp = by_name.get(str(name))
+    if lp is None:
+        raise FormatError(f"{region.name}/panel: no panel named {name}")
+    p = geom.panel(lp.name)
+    # file coordinates of the panel's block -> the panel's pixels -> the data array
+    fs_min, ss_min = int(p.values["min_fs"]), int(p.values["min_ss"])  # type: ignore[call-overload]
+    f0, f1 = max(f0 - fs_min, 0), min(f1 - fs_min, lp.fpixels - 1)
+    s0, s1 = max(s0 - ss_min, 0), min(s1 - ss_min, lp.spixels - 1)
+    if f0 > f1 or s0 > s1:
+        return None
+    return (lp.data_slow + s0, lp.data_slow + s1, lp.data_fast + f0, lp.data_fast + f1)
+
+
+def _lab_region_pixels(region: BadRegion, lp: LabPanel):
+    """(slow, fast) indices of the panel's pixels whose centres lie inside a lab-frame region."""
+    import numpy as np
+
+    v = region.values
+    res = 1.0 / lp.pixel_size
+    f = (np.arange(lp.fpixels) + 0.5) * lp.pixel_size
+    sl = (np.arange(lp.spixels) + 0.5) * lp.pixel_size
+    # pixel centres in CrystFEL's x and y (pixel units): x = -Z, y = Y
+    x = -(lp.origin[2] + np.add.outer(sl * lp.sdet[2], f * lp.fdet[2])) * res
+    y = (lp.origin[1] + np.add.outer(sl * lp.sdet[1], f * lp.fdet[1])) * res
+    inside = (x >= v["min_x"]) & (x <= v["max_x"]) & (y >= v["min_y"]) & (y <= v["max_y"])  # type: ignore[operator]
+    return np.nonzero(inside)
+
+
+def _region_kind(region: BadRegion) -> str:
+    keys = region.values.keys()
+    fsss = {"min_fs", "max_fs", "min_ss", "max_ss"} & keys
+    xy = {"min_x", "max_x", "min_y", "max_y"} & keys
+    if fsss and xy:
+        raise FormatError(f"{region.name}: a bad region is given in fs/ss or in x/y coordinates, not both")
+    if len(fsss) == 4:
+        return "fsss"
+    if len(xy) == 4:
+        return "xy"
+    raise FormatError(f"{region.name}: a bad region needs min_x/max_x/min_y/max_y or min_fs/max_fs/min_ss/max_ss")
+
+
+def _edge_rects(lp: LabPanel) -> list[tuple[int, int, int, int]]:
+    s0, s1 = lp.data_slow, lp.data_slow + lp.spixels - 1
+    f0, f1 = lp.data_fast, lp.data_fast + lp.fpixels - 1
+    if lp.ignored:
+        return [(s0, s1, f0, f1)]
+    if not lp.mask_edge:
+        return []
+    e = lp.mask_edge
+    return [(s0, s0 + e - 1, f0, f1), (s1 - e + 1, s1, f0, f1), (s0, s1, f0, f0 + e - 1), (s0, s1, f1 - e + 1, f1)]
 
 
 def bad_pixels(geom: CrystfelGeometry, panels: list[LabPanel], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -470,46 +691,50 @@ def bad_pixels(geom: CrystfelGeometry, panels: list[LabPanel], shape: tuple[int,
     regions, ``mask_edge_pixels`` and ``no_index`` exclude.
 
     A region in lab coordinates (``min_x``...: pixel units of CrystFEL's x and y) excludes every
-    pixel whose centre lies inside it; a region in fs/ss excludes that rectangle of its panel.
+    pixel whose centre lies inside it (one rectangle per pixel); a region in fs/ss excludes that
+    rectangle of its panel's data block, cut to the panel.
     """
     out: list[tuple[int, int, int, int]] = []
     by_name = {p.name: p for p in panels}
     for lp in panels:
-        if lp.ignored:
-            out.append((lp.data_slow, lp.data_slow + lp.spixels - 1, lp.data_fast, lp.data_fast + lp.fpixels - 1))
-        elif lp.mask_edge:
-            e = lp.mask_edge
-            s0, s1 = lp.data_slow, lp.data_slow + lp.spixels - 1
-            f0, f1 = lp.data_fast, lp.data_fast + lp.fpixels - 1
-            out += [(s0, s0 + e - 1, f0, f1), (s1 - e + 1, s1, f0, f1), (s0, s1, f0, f0 + e - 1), (s0, s1, f1 - e + 1, f1)]
+        out += _edge_rects(lp)
     for region in geom.bad_regions:
-        v = region.values
-        if {"min_fs", "max_fs", "min_ss", "max_ss"} <= v.keys():
-            rect = (int(v["min_ss"]), int(v["max_ss"]), int(v["min_fs"]), int(v["max_fs"]))  # type: ignore[arg-type]
-            name = v.get("panel")
-            if name is not None and name not in by_name:
-                raise FormatError(f"{region.name}/panel: no panel named {name}")
-            out.append(rect)
-        elif {"min_x", "max_x", "min_y", "max_y"} <= v.keys():
-            import numpy as np
-
-            for lp in panels:
-                res = 1.0 / lp.pixel_size
-                f = (np.arange(lp.fpixels) + 0.5) * lp.pixel_size
-                sl = (np.arange(lp.spixels) + 0.5) * lp.pixel_size
-                # pixel centres in CrystFEL's x and y (pixel units): x = -Z, y = Y
-                x = -(lp.origin[2] + np.add.outer(sl * lp.sdet[2], f * lp.fdet[2])) * res
-                y = (lp.origin[1] + np.add.outer(sl * lp.sdet[1], f * lp.fdet[1])) * res
-                inside = (x >= v["min_x"]) & (x <= v["max_x"]) & (y >= v["min_y"]) & (y <= v["max_y"])  # type: ignore[operator]
-                for s_i, f_i in zip(*np.nonzero(inside)):
-                    out.append((lp.data_slow + int(s_i),) * 2 + (lp.data_fast + int(f_i),) * 2)
+        if _region_kind(region) == "fsss":
+            rect = _region_rect(geom, region, by_name)
+            if rect is not None:
+                out.append(rect)
         else:
-            raise FormatError(f"{region.name}: a bad region needs min_x/max_x/min_y/max_y or min_fs/max_fs/min_ss/max_ss")
+            for lp in panels:
+                for s_i, f_i in zip(*_lab_region_pixels(region, lp)):
+                    out.append((lp.data_slow + int(s_i),) * 2 + (lp.data_fast + int(f_i),) * 2)
     return out
 
 
+def bad_pixel_mask(geom: CrystfelGeometry, panels: list[LabPanel], shape: tuple[int, int]):
+    """Boolean (slow, fast) array of the data array: True where a bad region, ``mask_edge_pixels``
+    or ``no_index`` excludes the pixel (see :func:`bad_pixels`)."""
+    import numpy as np
+
+    bad = np.zeros(shape, dtype=bool)
+    by_name = {p.name: p for p in panels}
+    for lp in panels:
+        for s0, s1, f0, f1 in _edge_rects(lp):
+            bad[max(s0, 0):s1 + 1, max(f0, 0):f1 + 1] = True
+    for region in geom.bad_regions:
+        if _region_kind(region) == "fsss":
+            rect = _region_rect(geom, region, by_name)
+            if rect is not None:
+                s0, s1, f0, f1 = rect
+                bad[max(s0, 0):s1 + 1, max(f0, 0):f1 + 1] = True
+        else:
+            for lp in panels:
+                si, fi = _lab_region_pixels(region, lp)
+                bad[lp.data_slow + si, lp.data_fast + fi] = True
+    return bad
+
+
 __all__ = [
-    "BadRegion", "CrystfelGeometry", "CrystfelPanel", "LabPanel", "bad_pixels", "crystfel_to_lab",
-    "format_geometry", "format_vector", "geometry_from_lab", "lab_panels", "lab_to_crystfel",
-    "parse_geometry", "parse_vector", "read_geometry", "write_geometry",
+    "BadRegion", "CrystfelGeometry", "CrystfelPanel", "LabPanel", "bad_pixel_mask", "bad_pixels",
+    "crystfel_to_lab", "format_geometry", "format_vector", "geometry_from_lab", "lab_panels",
+    "lab_to_crystfel", "panel_name", "parse_geometry", "parse_vector", "read_geometry", "write_geometry",
 ]
