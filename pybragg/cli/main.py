@@ -84,7 +84,7 @@ def print_summary(result, out: TextIO) -> None:
       f"{g.thick * 1e6:g} um thick, mu {g.mu:g} /m\n")
     pol = "off" if g.nopolar else f"Kahn factor {g.polarization:g}"
     w(f"  polarization {pol}; fluence {g.fluence:.6g} photons/m^2\n")
-    if getattr(g, "n_panels", 1) > 1:
+    if g.n_panels > 1:
         w(f"  detector of {g.n_panels} panels in a {g.data_fpixels}x{g.data_spixels} data array; first panel "
           f"{g.panels[0].name}:\n")
     w(f"  detector {g.fpixels}x{g.spixels} pixels of {g.pixel_size * 1e3:g} mm; distance {g.distance * 1e3:.6g} mm,"
