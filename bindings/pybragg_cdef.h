@@ -284,6 +284,38 @@ int pb_noise(const float *image, int fpixels, int spixels, const int roi[4],
              long seed, double adc_offset, uint16_t *out,
              double *photons, long *overloads, pb_error *err);
 
+/* ---- detector response (response.c) ---- */
+enum { PB_PSF_NONE = 0, PB_PSF_GAUSS = 1, PB_PSF_FIBER = 2 };
+
+typedef struct pb_response_params {
+    long seed, calib_seed;
+    double flicker;
+    double calibration;
+    double gain;
+    double adc_offset;
+    double readout_noise;
+    int psf_type;
+    double psf_fwhm_pixels;
+    int psf_radius;
+    int calib_independent;
+} pb_response_params;
+
+typedef struct pb_response_stats {
+    double photons_before_psf;
+    double photons;
+    double lost_photons;
+    int psf_applied, psf_radius;
+    long overloads16, overloads32;
+} pb_response_stats;
+
+int pb_response(const float *photons, int fpixels, int spixels, const int roi[4],
+                const pb_response_params *params, float *signal, uint16_t *out16, uint32_t *out32,
+                pb_response_stats *stats, pb_error *err);
+
+int pb_response_psf(const float *in, int fpixels, int spixels, int type, double fwhm_pixels,
+                    int radius, float *out, double *lost_total, int *radius_used, pb_error *err);
+/* ---- end of detector response ---- */
+
 int pb_random_uniform(long seed, int n, float *out, pb_error *err);
 
 const char *pb_version(void);

@@ -368,6 +368,48 @@ PB_API int pb_noise(const float *image, int fpixels, int spixels, const int roi[
                     long seed, double adc_offset, uint16_t *out,
                     double *photons, long *overloads, pb_error *err);
 
+/* ---- detector response (noisify's physics; response.c) --------------------------
+   Per pixel in file order inside the ROI: expected photons times (1 + flicker g1) and
+   (1 + calibration g2), a Poisson deviate of that (float), then (after every pixel) the
+   point-spread function, then adu = counts * gain + adc_offset + readout_noise g3, cut to
+   [0, 2^31 - 1] for 32 bits and [0, 65535] for 16 bits; 0 outside the ROI.  g1, g3 come from
+   the stream of `seed`, g2 from that of `calib_seed` (both negated, as typed by the user),
+   sharing the generator's shuffle table and Gaussian spare as the reference's do. */
+enum { PB_PSF_NONE = 0, PB_PSF_GAUSS = 1, PB_PSF_FIBER = 2 };
+
+typedef struct pb_response_params {
+    long seed, calib_seed;  /* as typed: the streams start from -seed, -calib_seed */
+    double flicker;         /* fractional source flicker (>= 0) */
+    double calibration;     /* fractional per-pixel calibration error (>= 0) */
+    double gain;            /* ADU per photon */
+    double adc_offset;      /* ADU */
+    double readout_noise;   /* ADU rms (>= 0) */
+    int psf_type;           /* PB_PSF_* */
+    double psf_fwhm_pixels; /* fwhm of the PSF in pixels (<= 0: none) */
+    int psf_radius;         /* rendering radius in pixels, 0: automatic */
+    int calib_independent;  /* 1: the calibration stream gets a generator of its own, so the
+                               error map depends on calib_seed only (0: the reference's sharing) */
+} pb_response_params;
+
+typedef struct pb_response_stats {
+    double photons_before_psf; /* sum of the Poisson counts */
+    double photons;            /* sum of the signal after the PSF */
+    double lost_photons;       /* photons beyond the PSF radius, spread back evenly */
+    int psf_applied, psf_radius;
+    long overloads16, overloads32;
+} pb_response_stats;
+
+/* The whole response; signal (photons after noise and PSF), out16 and out32 may be NULL. */
+PB_API int pb_response(const float *photons, int fpixels, int spixels, const int roi[4],
+                       const pb_response_params *params, float *signal, uint16_t *out16, uint32_t *out32,
+                       pb_response_stats *stats, pb_error *err);
+
+/* The point-spread function alone: out = in blurred (fwhm in pixels, radius 0: automatic),
+   photons beyond the radius spread evenly; lost_total and radius_used may be NULL. */
+PB_API int pb_response_psf(const float *in, int fpixels, int spixels, int type, double fwhm_pixels,
+                           int radius, float *out, double *lost_total, int *radius_used, pb_error *err);
+/* ---- end of detector response ---- */
+
 /* The reference's uniform generator, exposed for tests: n deviates from seed.
    PB_ERR_INVALID for n < 0 or no output buffer. */
 PB_API int pb_random_uniform(long seed, int n, float *out, pb_error *err);
