@@ -237,7 +237,16 @@ typedef struct pb_render_options {
     int nthreads;
     volatile long *progress;
     int row_begin, row_end;
+    int code_path;
 } pb_render_options;
+
+enum {
+    PB_PATH_AUTO = 0,
+    PB_PATH_PORTABLE = 1,
+    PB_PATH_AVX2 = 2
+};
+
+int pb_code_path_supported(int path);
 
 typedef struct pb_plan pb_plan;
 
@@ -317,5 +326,31 @@ int pb_response_psf(const float *in, int fpixels, int spixels, int type, double 
 /* ---- end of detector response ---- */
 
 int pb_random_uniform(long seed, int n, float *out, pb_error *err);
+
+/* ---- amorphous background (background.c) ---- */
+typedef struct pb_background {
+    double thickness;
+    double width, height;
+    double density;
+    double molecular_weight;
+    double molecules;
+    const double *stol;
+    const double *F;
+    int n;
+} pb_background;
+
+typedef struct pb_background_info {
+    double thickness, width, height;
+    double volume;
+    double density;
+    double molecules;
+    int width_clipped, height_clipped;
+} pb_background_info;
+
+int pb_background_resolve(const pb_plan *plan, const pb_background *bg, pb_background_info *info,
+                          pb_error *err);
+int pb_render_background(const pb_plan *plan, const pb_background *bg, float *image, pb_stats *stats,
+                         const pb_render_options *opts, pb_error *err);
+/* ---- end of amorphous background ---- */
 
 const char *pb_version(void);

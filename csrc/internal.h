@@ -87,6 +87,31 @@ static inline void v3_copy(const double a[3], double out[3])
     out[2] = a[2];
 }
 
+/* polarization factor for an incident and a diffracted direction (kernel.c, background.c) */
+static inline double polarization_factor(double kahn, const double incident_in[3], const double diffracted_in[3],
+                                  const double axis_in[3])
+{
+    double incident[3], diffracted[3], axis[3];
+    v3_unit(incident_in, incident);
+    v3_unit(diffracted_in, diffracted);
+    v3_unit(axis_in, axis);
+    double cos2t = v3_dot(incident, diffracted);
+    double cos2t_sqr = cos2t * cos2t;
+    double sin2t_sqr = 1 - cos2t_sqr;
+    double psi = 0.0;
+    if (kahn != 0.0) {
+        double B_in[3], E_in[3];
+        v3_cross(axis, incident, B_in);
+        v3_unit(B_in, B_in);
+        v3_cross(incident, B_in, E_in);
+        v3_unit(E_in, E_in);
+        double E_out = v3_dot(diffracted, E_in);
+        double B_out = v3_dot(diffracted, B_in);
+        psi = -atan2(B_out, E_out);
+    }
+    return 0.5 * (1.0 + cos2t_sqr - kahn * cos(2 * psi) * sin2t_sqr);
+}
+
 /* ---- rotations (rotation.c) ---- */
 /* rotations about lab x, then y, then z (angles that are exactly 0 are skipped) */
 void v3_rotate_xyz(const double v[3], double rx, double ry, double rz, double out[3]);

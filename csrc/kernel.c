@@ -44,6 +44,21 @@ static inline double sinpi_half(double r)
     return z - z * z2 * p;
 }
 
+/* sin(pi r) for |r| <= 1/2, Taylor series through z^13 (z = pi r): the first
+   omitted term bounds the relative error by (pi/2)^14 / 15! < 4.3e-10 (see
+   docs/performance.md for what that means for an image: < 6e-9 of a pixel) */
+static inline double sinpi_short(double r)
+{
+    double z = M_PI * r, z2 = z * z;
+    double p = -1.0 / 6227020800.0; /* -1/13! */
+    p = p * z2 + 1.0 / 39916800.0;
+    p = p * z2 - 1.0 / 362880.0;
+    p = p * z2 + 1.0 / 5040.0;
+    p = p * z2 - 1.0 / 120.0;
+    p = p * z2 + 1.0 / 6.0;
+    return z - z * z2 * p;
+}
+
 /* Fourier transform of a row of N unit cells at fractional index x,
    sin(pi N x) / sin(pi x), for a whole number N > 1.  Both sines are reduced
    to |argument| <= pi/2 exactly (x = n + d, N d = m + e), so it stays accurate
@@ -88,6 +103,8 @@ static inline double lagrange4(const double xs[4], const double y[4], double x)
 
 /* orientations evaluated together in the vectorized part of the kernel */
 #define PB_BATCH 32
+/* the fast path evaluates whole vectors of this many orientations (a divisor of PB_BATCH) */
+#define PB_LANES 4
 
 typedef struct sf_table {
     const double *F;
@@ -132,31 +149,6 @@ static inline int sf_tricubic(const sf_table *t, double h, double k, double l, d
     return 1;
 }
 
-/* polarization factor for an incident and a diffracted direction */
-static double polarization_factor(double kahn, const double incident_in[3], const double diffracted_in[3],
-                                  const double axis_in[3])
-{
-    double incident[3], diffracted[3], axis[3];
-    v3_unit(incident_in, incident);
-    v3_unit(diffracted_in, diffracted);
-    v3_unit(axis_in, axis);
-    double cos2t = v3_dot(incident, diffracted);
-    double cos2t_sqr = cos2t * cos2t;
-    double sin2t_sqr = 1 - cos2t_sqr;
-    double psi = 0.0;
-    if (kahn != 0.0) {
-        double B_in[3], E_in[3];
-        v3_cross(axis, incident, B_in);
-        v3_unit(B_in, B_in);
-        v3_cross(incident, B_in, E_in);
-        v3_unit(E_in, E_in);
-        double E_out = v3_dot(diffracted, E_in);
-        double B_out = v3_dot(diffracted, B_in);
-        psi = -atan2(B_out, E_out);
-    }
-    return 0.5 * (1.0 + cos2t_sqr - kahn * cos(2 * psi) * sin2t_sqr);
-}
-
 /* Functions that the compiler vectorizes get an AVX2 twin on x86-64, picked at
    load time (the default twin runs everywhere). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
@@ -183,6 +175,108 @@ static void grating_batch(int n, const double *restrict x, double N, int N_even,
         double half = 0.5 * flips;
         out[i] *= half != round_whole(half) ? -v : v;
     }
+}
+
+/* ---- the fast path: square crystals, nearest structure factors, no trace ----
+   One call evaluates a batch of crystal orientations at one scattering vector:
+   the Miller indices, the squared lattice factor (its sign does not matter once
+   squared) with a single division, and the flat index of the nearest reflection
+   in the table (-1 outside it).  The loop is branch-free, so the compiler
+   vectorizes it; it is compiled once for any processor and once for AVX2, and
+   pb_render picks one per call.  The engine is compiled as ISO C without
+   contraction into fused multiply-adds, so every path rounds every operation the
+   same way and gives the same image. */
+typedef struct fast_lattice {
+    double N[3];           /* cells along a, b, c (1 where N <= 1: a factor of 1) */
+    double lo[3], hi[3];   /* nearest index h0 is in the table when lo <= h0 < hi */
+    double nk, nl;         /* table strides */
+} fast_lattice;
+
+/* numerator and denominator of sin(pi N x) / sin(pi x), both reduced exactly */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void grating_parts(double x, double N, double *num, double *den)
+{
+    double d = x - round_whole(x);
+    double Nd = N * d;
+    double e = Nd - round_whole(Nd);
+    double s = sinpi_short(e), t = sinpi_short(d);
+    *num *= d == 0.0 ? N : s;
+    *den *= d == 0.0 ? 1.0 : t;
+}
+
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void orient_body(int n, const double *restrict ax, size_t stride, const double S[3],
+                               const fast_lattice *fl, double *restrict F2, int *restrict idx)
+{
+    const double S0 = S[0], S1 = S[1], S2 = S[2];
+    const double *restrict a0 = ax, *restrict a1 = ax + stride, *restrict a2 = ax + 2 * stride;
+    const double *restrict b0 = ax + 3 * stride, *restrict b1 = ax + 4 * stride, *restrict b2 = ax + 5 * stride;
+    const double *restrict c0 = ax + 6 * stride, *restrict c1 = ax + 7 * stride, *restrict c2 = ax + 8 * stride;
+    const double Na = fl->N[0], Nb = fl->N[1], Nc = fl->N[2];
+    const double lo0 = fl->lo[0], lo1 = fl->lo[1], lo2 = fl->lo[2];
+    const double hi0 = fl->hi[0], hi1 = fl->hi[1], hi2 = fl->hi[2];
+    const double nk = fl->nk, nl = fl->nl;
+    for (int i = 0; i < n; ++i) {
+        double h = a0[i] * S0 + a1[i] * S1 + a2[i] * S2;
+        double k = b0[i] * S0 + b1[i] * S1 + b2[i] * S2;
+        double l = c0[i] * S0 + c1[i] * S1 + c2[i] * S2;
+        double num = 1.0, den = 1.0;
+        grating_parts(h, Na, &num, &den);
+        grating_parts(k, Nb, &num, &den);
+        grating_parts(l, Nc, &num, &den);
+        double F = num / den;
+        F2[i] = F * F;
+        double h0 = ceil_whole(h - 0.5), k0 = ceil_whole(k - 0.5), l0 = ceil_whole(l - 0.5);
+        int inside = (h0 >= lo0) & (h0 < hi0) & (k0 >= lo1) & (k0 < hi1) & (l0 >= lo2) & (l0 < hi2);
+        double flat = ((h0 - lo0) * nk + (k0 - lo1)) * nl + (l0 - lo2);
+        idx[i] = (int)(inside ? flat : -1.0);
+    }
+}
+
+typedef void (*orient_fn)(int n, const double *restrict ax, size_t stride, const double S[3],
+                          const fast_lattice *fl, double *restrict F2, int *restrict idx);
+
+static void orient_portable(int n, const double *restrict ax, size_t stride, const double S[3],
+                            const fast_lattice *fl, double *restrict F2, int *restrict idx)
+{
+    orient_body(n, ax, stride, S, fl, F2, idx);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(PYBRAGG_NO_CLONES)
+#define PB_HAVE_AVX2_PATH 1
+__attribute__((target("avx2"))) static void orient_avx2(int n, const double *restrict ax, size_t stride,
+                                                        const double S[3], const fast_lattice *fl,
+                                                        double *restrict F2, int *restrict idx)
+{
+    orient_body(n, ax, stride, S, fl, F2, idx);
+}
+#else
+#define PB_HAVE_AVX2_PATH 0
+#endif
+
+int pb_code_path_supported(int path)
+{
+    if (path == PB_PATH_AUTO || path == PB_PATH_PORTABLE) return 1;
+#if PB_HAVE_AVX2_PATH
+    if (path == PB_PATH_AVX2) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+#endif
+    return 0;
+}
+
+static orient_fn orient_for(int path)
+{
+#if PB_HAVE_AVX2_PATH
+    if (path == PB_PATH_AVX2 || (path == PB_PATH_AUTO && pb_code_path_supported(PB_PATH_AVX2))) return orient_avx2;
+#endif
+    (void)path;
+    return orient_portable;
 }
 
 /* whether the (whole) number of cells along each axis is even */
@@ -270,6 +364,12 @@ typedef struct pixel_context {
     sf_table table;
     int interpolate;
     cell_parity parity;
+    /* the fast path (pb_render only): crystal axes as nine rows of n orientations */
+    int fast;
+    orient_fn orient;
+    const double *soa;
+    size_t stride;
+    fast_lattice fl;
 } pixel_context;
 
 /* factors applied per contribution when the matching -oversample_* flag is set */
@@ -288,6 +388,44 @@ static inline double sum_orientations(const pixel_context *ctx, const double S[3
     const pb_geometry *g = &p->geo;
     const int n_orient = g->phisteps * g->mosaic_domains;
     const int square = g->shape == PB_SHAPE_SQUARE;
+    if (ctx->fast) {
+        const double *F = ctx->table.F, dflt = ctx->table.default_F;
+        for (int b0 = 0; b0 < n_orient; b0 += PB_BATCH) {
+            const int nb = n_orient - b0 < PB_BATCH ? n_orient - b0 : PB_BATCH;
+            /* whole vectors: the rows of ctx->soa are padded with zero axes */
+            const int nv = (nb + PB_LANES - 1) / PB_LANES * PB_LANES;
+            double F2[PB_BATCH];
+            int idx[PB_BATCH];
+            ctx->orient(nv, ctx->soa + b0, ctx->stride, S, &ctx->fl, F2, idx);
+            for (int i = 0; i < nb; ++i) {
+                const double F_cell = idx[i] >= 0 ? F[idx[i]] : dflt;
+                double contribution = F_cell * F_cell * F2[i];
+                if (af->thick) contribution *= af->capture;
+                if (af->polar) contribution *= af->polarization;
+                if (af->omega) contribution *= af->omega_pixel;
+                I += contribution;
+                if (tr) {
+                    const int io = b0 + i, ip = io / g->mosaic_domains, im = io % g->mosaic_domains;
+                    const double *abc = p->axes + 9 * io;
+                    double frac[3] = {v3_dot(abc, S), v3_dot(abc + 3, S), v3_dot(abc + 6, S)}, near[3], parts[3];
+                    double F_latt = 1.0;
+                    for (int ax = 0; ax < 3; ++ax) {
+                        near[ax] = (int)ceil_whole(frac[ax] - 0.5);
+                        double N = g->N[ax];
+                        parts[ax] = N > 1 ? grating_pi(frac[ax], N, ctx->parity.even[ax]) : 1.0;
+                        F_latt *= parts[ax];
+                    }
+                    trace_emit(tr, "hkl", layer, ss, sf, is, ip, im, frac, 3);
+                    trace_emit(tr, "hkl_nearest", layer, ss, sf, is, ip, im, near, 3);
+                    trace_emit(tr, "F_latt_abc", layer, ss, sf, is, ip, im, parts, 3);
+                    trace1(tr, "F_latt", layer, ss, sf, is, ip, im, F_latt);
+                    trace1(tr, "F_cell", layer, ss, sf, is, ip, im, F_cell);
+                    trace1(tr, "I_sum", layer, ss, sf, is, ip, im, I);
+                }
+            }
+        }
+        return I;
+    }
     for (int b0 = 0; b0 < n_orient; b0 += PB_BATCH) {
         const int nb = n_orient - b0 < PB_BATCH ? n_orient - b0 : PB_BATCH;
         double hb[PB_BATCH], kb[PB_BATCH], lb[PB_BATCH], Fb[PB_BATCH];
@@ -460,7 +598,44 @@ static pixel_context make_context(const pb_plan *plan)
     ctx.table.default_F = plan->cfg.crystal.default_F;
     ctx.interpolate = plan->geo.interpolate && plan->has_table;
     ctx.parity = parity_of(&plan->geo);
+    ctx.fast = 0;
+    ctx.orient = orient_portable;
+    ctx.soa = NULL;
+    ctx.stride = 0;
+    memset(&ctx.fl, 0, sizeof ctx.fl);
     return ctx;
+}
+
+/* Prepare the fast path when the crystal is square and structure factors are
+   nearest: the crystal axes as nine rows of orientations, each padded with zero
+   axes to whole vectors (*soa, freed by the caller; NULL otherwise). */
+static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, double **soa_out)
+{
+    const pb_geometry *g = &plan->geo;
+    const size_t table_size = (size_t)plan->nh * (size_t)plan->nk * (size_t)plan->nl;
+    *soa_out = NULL;
+    if (g->shape != PB_SHAPE_SQUARE || ctx->interpolate || (plan->has_table && table_size >= (size_t)1 << 30))
+        return PB_OK;
+    const size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains;
+    const size_t stride = (n + PB_LANES - 1) / PB_LANES * PB_LANES;
+    double *soa = calloc(9 * (stride > 0 ? stride : 1), sizeof *soa);
+    if (soa == NULL) return PB_ERR_NOMEM;
+    for (size_t o = 0; o < n; ++o)
+        for (int j = 0; j < 9; ++j) soa[(size_t)j * stride + o] = plan->axes[9 * o + (size_t)j];
+    ctx->fast = 1;
+    ctx->orient = orient_for(code_path);
+    ctx->soa = soa;
+    ctx->stride = stride;
+    const int dims[3] = {plan->nh, plan->nk, plan->nl}, mins[3] = {plan->h_min, plan->k_min, plan->l_min};
+    for (int i = 0; i < 3; ++i) {
+        ctx->fl.N[i] = g->N[i] > 1 ? g->N[i] : 1.0;
+        ctx->fl.lo[i] = plan->has_table ? mins[i] : 0.0;
+        ctx->fl.hi[i] = plan->has_table ? (double)mins[i] + dims[i] : 0.0;
+    }
+    ctx->fl.nk = plan->nk;
+    ctx->fl.nl = plan->nl;
+    *soa_out = soa;
+    return PB_OK;
 }
 
 int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record *records, int capacity,
@@ -478,10 +653,14 @@ int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record 
         return pb_set_error(err, PB_ERR_INVALID, "no room for trace records");
     const pb_panel_geometry *pg = &plan->panels[panel];
     pixel_context ctx = make_context(plan);
+    double *soa = NULL;
+    if (fast_setup(plan, PB_PATH_AUTO, &ctx, &soa) != PB_OK)
+        return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
     tracer tr = {records, capacity, 0};
     double omega_sum = 0.0;
     long fallbacks = 0;
     double photons = render_pixel(&ctx, pg, fpixel - pg->data_fast, spixel - pg->data_slow, &omega_sum, &fallbacks, &tr);
+    free(soa);
     if (count) *count = tr.count;
     if (value) *value = (double)(float)photons;
     return PB_OK;
@@ -496,6 +675,12 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     if (plan == NULL || image == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan or no image buffer");
     const pb_geometry *g = &plan->geo;
     pixel_context ctx = make_context(plan);
+    const int code_path = opts != NULL ? opts->code_path : PB_PATH_AUTO;
+    if (code_path != PB_PATH_AUTO && !pb_code_path_supported(code_path))
+        return pb_set_error(err, PB_ERR_INVALID, "code path %d is not available here", code_path);
+    double *soa = NULL;
+    if (fast_setup(plan, code_path, &ctx, &soa) != PB_OK)
+        return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
 
     /* data-array rows to render */
     int row_begin = 0, row_end = g->data_spixels, nthreads = 0;
@@ -518,7 +703,10 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
        unit order afterwards, so the total is the same for any thread count */
     const int units = plan->unit_start[plan->n_panels];
     double *unit_omega = calloc(units > 0 ? (size_t)units : 1, sizeof *unit_omega);
-    if (unit_omega == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d rows", units);
+    if (unit_omega == NULL) {
+        free(soa);
+        return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %d rows", units);
+    }
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(+ : fallbacks)
     for (int u = 0; u < units; ++u) {
@@ -543,6 +731,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     double omega_sum = 0.0;
     for (int u = 0; u < units; ++u) omega_sum += unit_omega[u];
     free(unit_omega);
+    free(soa);
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);

@@ -292,7 +292,19 @@ typedef struct pb_render_options {
     int nthreads;               /* <= 0: OpenMP default */
     volatile long *progress;    /* if set, incremented once per finished panel row */
     int row_begin, row_end;     /* data-array rows to render; row_end <= 0: all */
+    int code_path;              /* PB_PATH_*: machine code of the pixel kernel; 0 (auto): the
+                                   fastest this processor runs.  Every path gives the same image. */
 } pb_render_options;
+
+/* code paths of the pixel kernel (pb_render_options.code_path) */
+enum {
+    PB_PATH_AUTO = 0,
+    PB_PATH_PORTABLE = 1, /* plain C, any processor */
+    PB_PATH_AVX2 = 2      /* x86-64 AVX2 (GCC or Clang on x86-64 only) */
+};
+
+/* 1 if this build and this processor can run code path `path` (PB_PATH_*), else 0 */
+PB_API int pb_code_path_supported(int path);
 
 typedef struct pb_plan pb_plan;
 
@@ -413,6 +425,47 @@ PB_API int pb_response_psf(const float *in, int fpixels, int spixels, int type, 
 /* The reference's uniform generator, exposed for tests: n deviates from seed.
    PB_ERR_INVALID for n < 0 or no output buffer. */
 PB_API int pb_random_uniform(long seed, int n, float *out, pb_error *err);
+
+/* ---- amorphous background (nonBragg's physics; background.c) -------------------
+   The diffuse scattering of an amorphous sample (water, air, a solvent) from a table of
+   F of one molecule against sin(theta)/lambda, times the molecules in the illuminated
+   volume, on the plan's panels with its sources, polarization, solid angle, curved or
+   point pixels and sub-pixels.  Per pixel: the sum over sub-pixels, sensor layers and
+   sources of sign(F) F^2 * polarization * solid angle * source weight * capture fraction
+   (each factor evaluated per sub-pixel), times r_e^2 * fluence * molecules / steps with
+   steps = sources * oversample^2; F is the cubic (4-point Lagrange) interpolation of
+   the table, padded with its end values at +-1e98 and +-1e99. */
+typedef struct pb_background {
+    double thickness;        /* sample along the beam (m) */
+    double width, height;    /* sample across the beam (m); each clipped to the beam size */
+    double density;          /* g/m^3 */
+    double molecular_weight; /* g/mol */
+    double molecules;        /* > 0: number of molecules (the density follows); 0: from density */
+    const double *stol;      /* n values of sin(theta)/lambda (1/m), strictly increasing */
+    const double *F;         /* n structure factors of one molecule (electrons) */
+    int n;                   /* >= 1 */
+} pb_background;
+
+/* the sample as the background stage resolves it */
+typedef struct pb_background_info {
+    double thickness, width, height; /* after clipping by the beam size (m) */
+    double volume;                   /* m^3 */
+    double density;                  /* g/m^3 */
+    double molecules;
+    int width_clipped, height_clipped;
+} pb_background_info;
+
+/* Resolve the sample of `bg` against the plan's beam size (no rendering). */
+PB_API int pb_background_resolve(const pb_plan *plan, const pb_background *bg, pb_background_info *info,
+                                  pb_error *err);
+
+/* Add the background to image (the data array, as pb_render): each selected pixel becomes
+   image + (float)background in single precision, so rendering it onto a Bragg image equals
+   the float sum of the two stages.  stats (may be NULL) describe the resulting image, with
+   omega_sum summed over the background's sub-pixels. */
+PB_API int pb_render_background(const pb_plan *plan, const pb_background *bg, float *image, pb_stats *stats,
+                                const pb_render_options *opts, pb_error *err);
+/* ---- end of amorphous background ---- */
 
 PB_API const char *pb_version(void);
 

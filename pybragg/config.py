@@ -250,3 +250,26 @@ def iter_fields(cfg: object, prefix: str = ""):
 def is_finite_number(x: object) -> bool:
     """True for a real, finite number (bools excluded)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class SampleConfig:
+    """The amorphous sample of the background stage (nonBragg's sample), in SI units.
+
+    ``thickness`` runs along the beam; ``width`` and ``height`` across it are clipped to the
+    beam size.  ``molecules`` > 0 fixes the number of molecules (the density then follows);
+    otherwise it is volume x density x Avogadro / molecular weight.  Defaults are nonBragg's:
+    a 0.1 mm cube of water.
+    """
+
+    #: m, along the beam
+    thickness: float = 1.0e-4
+    #: m, across the beam (clipped to the beam size)
+    width: float = 1.0e-4
+    height: float = 1.0e-4
+    #: g/m^3 (1 g/cm^3 = 1e6)
+    density: float = 1.0e6
+    #: g/mol
+    molecular_weight: float = 18.0
+    #: number of molecules; None or 0: from the density
+    molecules: float | None = None

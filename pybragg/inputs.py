@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pybragg.io.hkl import HKLTable
+from pybragg.io.stol import StolTable
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Inputs:
     mask: np.ndarray | None = None
     space_group: str | None = None
     cell: tuple[float, ...] | None = None
+    #: amorphous structure factors of the background stage (:class:`pybragg.io.stol.StolTable`,
+    #: sin(theta)/lambda in 1/m); None: no background
+    stol: StolTable | None = None
 
     def __post_init__(self) -> None:
         if self.sources is not None:

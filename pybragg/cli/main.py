@@ -190,6 +190,7 @@ SUBCOMMANDS: dict[str, str] = {
     "trace": "pybragg.cli.tools",
     "series": "pybragg.cli.datasets",
     "stills": "pybragg.cli.datasets",
+    "nonbragg": "pybragg.cli.nonbragg",
     "noisify": "pybragg.cli.noisify",
 }
 
