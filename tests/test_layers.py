@@ -18,9 +18,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pybragg"
 LAYERS: list[tuple[str, ...]] = [
     ("pybragg.errors", "pybragg.config", "pybragg._native", "pybragg.constants", "pybragg.io"),
     ("pybragg.inputs", "pybragg.result"),
-    ("pybragg.noise", "pybragg.plan"),
+    ("pybragg.noise", "pybragg.response", "pybragg.plan"),
     ("pybragg.engines",),
-    ("pybragg.simulator",),
+    ("pybragg.simulator", "pybragg.background"),
     ("pybragg.compare", "pybragg.flags", "pybragg.writers"),
     ("pybragg.datasets",),
     ("pybragg.cli", "pybragg.__main__"),
