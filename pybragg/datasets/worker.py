@@ -90,7 +90,47 @@ def render_frames(tasks: list[FrameTask], shared: Shared,
                   plan: dict[str, tuple[int, str | None]] | None = None) -> list[FramePayload]:
     """Render every task of a batch, one after the other on this worker's device."""
     threads, device = _placement(shared, plan)
+    if shared.backend == "torch" and len(tasks) > 1:
+        batched = _render_batched(tasks, shared, threads, device)
+        if batched is not None:
+            return batched
     return [render_one(task, shared, threads=threads, device=device) for task in tasks]
+
+
+def _task_inputs(task: FrameTask, shared: Shared) -> Inputs:
+    if task.sources is None:
+        return shared.inputs
+    return Inputs(hkl=shared.inputs.hkl, sources=task.sources, mask=shared.inputs.mask)
+
+
+def _render_batched(tasks: list[FrameTask], shared: Shared, threads: int,
+                    device: str | None) -> list[FramePayload] | None:
+    """The torch engine's batch of shots in one kernel pass (:mod:`pybragg.engines.torch.batch`) where it is
+    faster; None to render one by one.  Every frame is its single render, bit for bit."""
+    try:
+        from pybragg.engines.torch import batch
+        from pybragg.plan import Plan
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    first = Plan(tasks[0].config, _task_inputs(tasks[0], shared))
+    # (pixel x sub-pixel x source x orientation) elements of one shot
+    elements = sum(int(p.fpixels) * int(p.spixels) * int(p.steps) for p in first.panels)
+    if not batch.batch_wanted(device, elements):
+        return None
+    results = batch.render_results([(t.config, _task_inputs(t, shared)) for t in tasks], dtype=shared.dtype,
+                                   device=None if device == "cpu" else device, threads=threads,
+                                   memory_budget_gib=shared.memory_budget_gib)
+    if results is None:
+        return None
+    seconds = (time.perf_counter() - start) / len(tasks)
+    out = []
+    for task, result in zip(tasks, results, strict=True):
+        data, blob, photons = frame_product(result, task, shared)
+        _RENDERS["count"] += 1
+        out.append(FramePayload(task.index, data, blob, seconds, f"{socket.gethostname()}:{os.getpid()}",
+                                _RENDERS["count"], float(result.stats.max_I), photons))
+    return out
 
 
 def render_one(task: FrameTask, shared: Shared, threads: int = 0, device: str | None = None) -> FramePayload:

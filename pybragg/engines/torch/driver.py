@@ -55,24 +55,33 @@ _CPU_CHUNK_SUBPIXELS = 1 << 16
 _CPU_POOL_WORKERS = 2
 
 
-def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent: int = 1,
-                 intra: int = 1) -> int:
-    """Pixels per chunk of ``panel`` that keep the temporaries of ``concurrent`` chunks within the budget.
-
-    On the CPU (without gradients) chunks are also capped near the size that runs
-    fastest: about ``_CPU_CHUNK_SUBPIXELS`` (pixel x sub-pixel) elements per thread of
-    each operation (``intra``), or one piece of ``_CPU_CHUNK_ELEMENTS``
-    orientation-level elements where that is more.
-    """
+def pixel_bytes(model: TorchModel, panel: Panel, grad: bool = False, shots: int = 1) -> int:
+    """Estimated bytes of temporaries per pixel of ``panel`` in one chunk of ``shots`` shots (a batch)."""
     setup = model.setup
     isz = torch.finfo(setup.dtype).bits // 8
-    n_sub, n_src = panel.n_sub, setup.sources.n
+    n_sub, n_src = panel.n_sub, setup.sources.n * max(shots, 1)
     e = n_sub * n_src * setup.n_orient
     per_e = (_ORIENT_TEMPS + (_TABLE_TEMPS if setup.table is not None else 0)
              + (_INTERP_TEMPS if setup.interpolate else 0))
     if grad:
         per_e *= _GRAD_FACTOR
-    per_pixel = isz * (per_e * e + _SOURCE_TEMPS * n_sub * n_src + _SUB_TEMPS * n_sub)
+    return isz * (per_e * e + _SOURCE_TEMPS * n_sub * n_src + _SUB_TEMPS * n_sub)
+
+
+def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent: int = 1,
+                 intra: int = 1, shots: int = 1) -> int:
+    """Pixels per chunk of ``panel`` that keep the temporaries of ``concurrent`` chunks within the budget.
+
+    On the CPU (without gradients) chunks are also capped near the size that runs
+    fastest: about ``_CPU_CHUNK_SUBPIXELS`` (pixel x sub-pixel) elements per thread of
+    each operation (``intra``), or one piece of ``_CPU_CHUNK_ELEMENTS``
+    orientation-level elements where that is more.  ``shots``: a batch of that many
+    shots in each chunk (:mod:`.batch`).
+    """
+    setup = model.setup
+    n_sub = panel.n_sub
+    e = n_sub * setup.sources.n * max(shots, 1) * setup.n_orient
+    per_pixel = pixel_bytes(model, panel, grad, shots)
     pixels = int(model.memory_budget_gib * 2**30 // max(per_pixel * max(concurrent, 1), 1))
     if setup.device.type == "cpu" and not grad:
         intra = max(intra, 1)

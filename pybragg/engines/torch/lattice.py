@@ -137,13 +137,18 @@ def square_lattice_(lat: Lattice, H: torch.Tensor, H0: torch.Tensor | None, scra
     if len(axes) < 3:
         sel = torch.tensor(axes, device=H.device)
         H, H0 = H.index_select(0, sel), H0.index_select(0, sel)
-    Nv = torch.tensor([lat.values[k] for k in axes], dtype=H.dtype, device=H.device)
+    if lat.N.dim() > 1:  # a batch of shots (:mod:`.batch`): N per (axis, 1, shot x source, 1)
+        Nv = lat.N if len(axes) == 3 else lat.N.index_select(0, sel)
+    else:
+        Nv = torch.tensor([lat.values[k] for k in axes], dtype=H.dtype, device=H.device)
     D = H.sub_(H0)  # |D| <= 1/2
     # x = pi D + tiny: a power of two far below any non-zero pi D (which it leaves as it
     # is), so that D = 0 gives sin(N tiny) / sin(tiny) = N without a 0 / 0
     tiny = 2.0**-500 if D.dtype == torch.float64 else 2.0**-100
     x = torch.add(torch.tensor(tiny, dtype=D.dtype, device=D.device), D, alpha=math.pi, out=D)
-    num = torch.mul(x, Nv.view((-1,) + (1,) * (D.dim() - 1)), out=H0)
+    if Nv.dim() == 1:
+        Nv = Nv.view((-1,) + (1,) * (D.dim() - 1))
+    num = torch.mul(x, Nv, out=H0)
     ratio = num.sin_().div_(x.sin_())
     F = ratio[0]
     for i in range(1, len(axes)):

@@ -10,7 +10,7 @@ runs on, and :meth:`TorchModel.image` renders it (see :mod:`.driver`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -51,7 +51,9 @@ class TorchModel:
     configuration with the C plan once; :meth:`image` renders the full (slow, fast)
     image -- the data array that holds every panel -- for any parameter values (see
     :data:`PARAMETERS` and the package docstring).  Pixels outside the ROI or the mask,
-    and pixels no panel covers, are 0.
+    and pixels no panel covers, are 0.  :meth:`images` renders several parameter sets
+    (shots) in one kernel pass (:mod:`.batch`).  ``share``: a model of the same inputs
+    whose structure-factor table this one reuses.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class TorchModel:
         device: str | torch.device | None = None,
         memory_budget_gib: float = 2.0,
         plan: Plan | None = None,
+        share: TorchModel | None = None,
     ):
         if isinstance(dtype, torch.dtype):
             self.dtype = dtype
@@ -95,7 +98,12 @@ class TorchModel:
         self.shape = self.plan.shape  # the data array (slow, fast)
         self.mosaic = mosaic_deviates(int(config.crystal.mosaic_seed), int(g.mosaic_domains))
         hkl = self.inputs.hkl
-        table = build_table(hkl, float(config.crystal.default_F), self.cdtype, self.device) if hkl else None
+        if (share is not None and hkl is not None and share.inputs.hkl is hkl and share.cdtype == self.cdtype
+                and share.device == self.device
+                and float(share.config.crystal.default_F) == float(config.crystal.default_F)):
+            table = share.setup.table  # the same structure factors: built once (a batch of shots)
+        else:
+            table = build_table(hkl, float(config.crystal.default_F), self.cdtype, self.device) if hkl else None
         self.setup = KernelSetup(
             dtype=self.cdtype, device=self.device, sources=build_sources(self.plan, self.axes.polar),
             table=table, default_F=float(config.crystal.default_F),
@@ -194,6 +202,17 @@ class TorchModel:
         Gradients flow to every parameter tensor that requires grad.
         """
         return driver.render_image(self, params, progress, stats=False, workers=torch.get_num_threads())[0]
+
+    def images(self, params_list: Sequence[Mapping[str, Any] | None], *,
+               progress: Callable[[float], None] | None = None) -> list[torch.Tensor]:
+        """:meth:`image` of every parameter set, rendered as one batch of shots (see :mod:`.batch`).
+
+        Each image equals its :meth:`image`; gradients flow to each shot's parameters.
+        """
+        from pybragg.engines.torch.batch import render_batch
+
+        return render_batch([self] * len(params_list), params_list, progress=progress,
+                            workers=torch.get_num_threads())[0]
 
 
 def render(
