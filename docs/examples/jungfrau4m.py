@@ -11,8 +11,8 @@ beamstop shadow is a bad region in lab coordinates, each chip's outer pixel ring
 
     python docs/examples/jungfrau4m.py            # writes jungfrau4m.geom and jungfrau4m.png here
 
-The render (C engine, two threads) takes about ten seconds; ``--chip 32`` makes a small copy of the
-layout (the test suite runs one).  Needs matplotlib for the picture.
+The render (C engine, two threads) takes under a second, the whole script about five; ``--chip 32``
+makes a small copy of the layout (the test suite runs one).  Needs matplotlib for the picture.
 """
 
 from __future__ import annotations
