@@ -1,6 +1,7 @@
-"""The reference's random streams: its uniform generator and its Poisson noise image.
+"""The reference's random streams: its uniform generator and its noise image.
 
-Both run in the C library (``csrc/random.c``, ``csrc/noise.c``), whose single-precision
+Both run in the C library (``csrc/random.c``; the noise image through the detector response,
+``csrc/response.c`` and :mod:`pybragg.response`), whose single-precision
 arithmetic reproduces the reference's draws operation by operation; every engine and
 output path uses these, so the same seeds give the same numbers everywhere.
 """
@@ -10,26 +11,24 @@ from __future__ import annotations
 import numpy as np
 
 from pybragg._native import check, native
+from pybragg.response import ResponseConfig, respond
 
 
 def noise_image(
-    image: np.ndarray, roi: tuple[int, int, int, int], seed: int, adc_offset: float
+    image: np.ndarray, roi: tuple[int, int, int, int], seed: int, adc_offset: float,
+    response: ResponseConfig | None = None,
 ) -> tuple[np.ndarray, float, int]:
-    """Poisson image as the reference draws it: (uint16 image, photons, overloads)."""
-    ffi, lib = native()
-    img = np.ascontiguousarray(image, dtype=np.float32)
-    spixels, fpixels = img.shape
-    out = np.zeros(img.shape, dtype=np.uint16)
-    photons = ffi.new("double *")
-    overloads = ffi.new("long *")
-    err = ffi.new("pb_error *")
-    c_roi = ffi.new("int[4]", list(roi))
-    code = lib.pb_noise(
-        ffi.cast("const float *", img.ctypes.data), fpixels, spixels, c_roi, int(seed), float(adc_offset),
-        ffi.cast("uint16_t *", out.ctypes.data), photons, overloads, err,
-    )
-    check(code, err)
-    return out, float(photons[0]), int(overloads[0])
+    """The noise image: (counts, photons, overloads) by the detector response of :mod:`pybragg.response`.
+
+    With ``response`` None (or at its defaults) this is the reference's Poisson image,
+    ``min(65535, poisson(image) + adc_offset)`` as uint16, 0 outside ``roi``; ``adc_offset``
+    always wins over ``response.adc_offset``.
+    """
+    from dataclasses import replace
+
+    config = replace(response or ResponseConfig(), adc_offset=float(adc_offset))
+    res = respond(image, config, seed, roi)
+    return res.counts, res.stats.photons, res.stats.overloads
 
 
 def random_uniform(seed: int, n: int) -> np.ndarray:

@@ -197,12 +197,11 @@ def psf(image: np.ndarray, kind: str, fwhm_pixels: float, radius: int = 0) -> tu
 
 
 def noiseless_counts(photons: np.ndarray, gain: float, adc_offset: float, bits: int) -> np.ndarray:
-    """The noiseless integer image (noisify's -intfile): photons * gain + adc, cut to the bit depth."""
+    """The noiseless integer image (noisify's -intfile): photons * gain + adc, cut to [0, 65535] even
+    with 32 bits (as the reference cuts it), as uint16 or uint32."""
     adu = photons.astype(np.float64) * gain + adc_offset
-    adu = np.clip(adu, 0.0, 2147483647.0)
-    if bits == 32:
-        return adu.astype(np.uint32)
-    return np.minimum(adu, 65535.0).astype(np.uint16)
+    adu = np.clip(adu, 0.0, 65535.0)
+    return adu.astype(np.uint32 if bits == 32 else np.uint16)
 
 
 def photon_scale(image: np.ndarray, scale: float, fluence: float) -> np.ndarray:

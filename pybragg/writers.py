@@ -205,6 +205,29 @@ def _extra_paths(outputs) -> tuple[str | None, ...]:
     return tuple(getattr(outputs, name, None) for name in ("cbffile", "nexusfile", "exptfile", "pngfile", "geomfile"))
 
 
+def response_config(result: Result, outputs):
+    """The detector response the flags ask for (:class:`~pybragg.response.ResponseConfig`), with the
+    detector's pixel size; its defaults make the plain Poisson noise image."""
+    from pybragg.response import ResponseConfig
+
+    given = dict(getattr(outputs, "response", None) or {})
+    if "psf_radius" in given:
+        given["psf_radius"] = int(given["psf_radius"])  # type: ignore[call-overload]
+    pixel = getattr(result.geometry, "pixel_size", None) or 1e-4
+    return ResponseConfig(adc_offset=outputs.adc_offset, pixel_size=float(pixel), **given)  # type: ignore[arg-type]
+
+
+def write_smv32(path: str, data: np.ndarray, fields: list[tuple[str, str]]) -> None:
+    """Write a (slow, fast) uint32 image as SMV (TYPE=long_integer), as noisify's -bits 32 does."""
+    from pybragg.io.atomic import atomic_write
+    from pybragg.io.smv import format_smv_header
+
+    header = format_smv_header(fields, shape=data.shape)
+    longer = header.replace(b"TYPE=unsigned_short;", b"TYPE=long_integer;", 1)
+    longer += b" " * (len(header) - len(longer))
+    atomic_write(path, longer + np.ascontiguousarray(data, dtype="<u4").tobytes())
+
+
 def detector_counts(result: Result, outputs) -> np.ndarray:
     """The counts the CBF and NeXus files hold: the noise image's photons as int32 (before the
     ADC offset, no 16-bit cap), or with -nonoise the float image rounded."""
@@ -212,6 +235,15 @@ def detector_counts(result: Result, outputs) -> np.ndarray:
     from pybragg.noise import noise_image
 
     image = float32_image(result)
+    if outputs.write_noise and getattr(outputs, "response", None):
+        # the detector response's counts, before the ADC offset, as int32
+        from dataclasses import replace
+
+        from pybragg.response import respond
+
+        config = replace(response_config(result, outputs), adc_offset=0.0, bits=32)
+        counts = respond(image, config, outputs.noise_seed, tuple(result.geometry.roi)).counts
+        return np.minimum(counts, np.iinfo(np.int32).max).astype(np.int32)
     if outputs.write_noise:
         roi = tuple(result.geometry.roi)
         capped, _, _ = noise_image(image, roi, outputs.noise_seed, 0.0)
@@ -362,11 +394,15 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
         jobs.append((outputs.pgmfile, lambda path: write_pgm(path, grey, pgm_scale)))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
+        response = response_config(result, outputs)
         noisy, photons, overloads = noise_image(
-            image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset
+            image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset, response
         )
         noisy = zero_uncovered(noisy, result)
-        jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
+        if noisy.dtype == np.uint32:
+            jobs.append((outputs.noisefile, lambda path: write_smv32(path, noisy, fields)))
+        else:
+            jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
     check_formats(result, outputs)
     jobs += _extra_jobs(result, outputs, space_group)
     _commit(jobs)

@@ -83,6 +83,9 @@ class OutputOptions:
     png_scale: str = "log"
     png_cmap: str = "inverse"
     png_max: float | None = None
+    #: detector response of the noise image (-readout_noise, -flicker, -calibration, -calib_seed, -gain,
+    #: -psf, -psf_fwhm, -psf_radius, -bits): ResponseConfig fields, unset ones at their defaults
+    response: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
