@@ -8,7 +8,10 @@
 2. Times the whole Pilatus frame and a 1024 x 1024 case with the torch engine on
    the device (float64, float32) against the C engine on this machine's CPUs,
    and reports the device's peak memory.
-Exit status 1 when a golden case fails.
+3. Renders 16 stills (random orientations, wavelengths and fluences) of 64 x 64 and
+   256 x 256 pixels in one batched kernel pass (``pybragg.engines.torch.batch``) and
+   one by one, checks that every shot's image is the same, and times both.
+Exit status 1 when a golden case or a batched shot fails.
 """
 
 from __future__ import annotations
@@ -95,6 +98,40 @@ def timings(golden: Path, device: str) -> list[dict]:
     return out
 
 
+def batched_stills(device: str) -> tuple[list[dict], int]:
+    """Batched against one-by-one stills on the device: equality and time per shot."""
+    import pybragg
+    from pybragg.engines.torch import batch
+
+    rng = np.random.default_rng(7)
+    rows, failures = [], 0
+    for side in (64, 256):
+        base = ["-cell", "79", "79", "38", "90", "90", "90", "-default_F", "100", "-N", "8", "-distance", "100",
+                "-detpixels", str(side), "-pixel", "0.2", "-oversample", "1"]
+        jobs = []
+        for _ in range(16):
+            args = base + ["-misset", *(f"{a:.4f}" for a in rng.uniform(-180, 180, 3)),
+                           "-lambda", f"{rng.uniform(0.98, 1.02):.5f}", "-fluence", f"{rng.uniform(0.5, 1.5) * 1e24:.4e}"]
+            sim = pybragg.from_args(args, backend="torch", device=device)
+            jobs.append((sim.config, sim.inputs))
+        for dtype in ("float64", "float32"):
+            batch.render_results(jobs[:2], dtype=dtype, device=device)  # warm-up
+            start = time.perf_counter()
+            batched = batch.render_results(jobs, dtype=dtype, device=device)
+            t_batch = (time.perf_counter() - start) / len(jobs)
+            start = time.perf_counter()
+            singles = [pybragg.Simulator(c, i, backend="torch", dtype=dtype, device=device).run() for c, i in jobs]
+            t_single = (time.perf_counter() - start) / len(jobs)
+            same = batched is not None and all(np.array_equal(b.image, s.image) for b, s in zip(batched, singles))
+            failures += not same
+            row = {"side": side, "dtype": dtype, "shots": len(jobs), "identical": same,
+                   "batched_seconds_per_shot": t_batch, "single_seconds_per_shot": t_single,
+                   "speedup": t_single / t_batch}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows, failures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--golden", default=str(ROOT.parent / "shared" / "golden"))
@@ -111,9 +148,12 @@ def main() -> int:
         print(f"device: {torch.cuda.get_device_name()}", flush=True)
     golden = Path(o.golden).resolve()
     rows, failures = check_golden(golden, o.device)
-    report = {"golden": rows, "failures": failures,
+    stills, stills_failures = batched_stills(o.device)
+    report = {"golden": rows, "failures": failures + stills_failures, "batched_stills": stills,
               "timings": timings(golden, o.device) if o.device.startswith("cuda") else []}
-    print(f"golden: {len(rows) - failures} of {len(rows)} renders within the bars", flush=True)
+    print(f"golden: {len(rows) - failures} of {len(rows)} renders within the bars; batched stills: "
+          f"{len(stills) - stills_failures} of {len(stills)} identical to single renders", flush=True)
+    failures += stills_failures
     if o.out:
         Path(o.out).write_text(json.dumps(report, indent=1))
     return 1 if failures else 0
