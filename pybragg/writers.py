@@ -340,11 +340,14 @@ def geometry_file(result: Result, outputs=None):
     setup = setup_from_result(result).in_mcstas()
     template = getattr(outputs, "geom_template", None)
     extras = list(getattr(template, "panels", None) or ())
+    # the configuration's names (the plan keeps 31 bytes of each)
+    configured = [c.name for c in getattr(result.config.detector, "panels", ()) or ()]
+    names = configured if len(configured) == len(setup.panels) else [p.name for p in setup.panels]
     panels = []
     for i, p in enumerate(setup.panels):
         extra = extras[i] if i < len(extras) else None
         panels.append(LabPanel(
-            name=extra.name if extra is not None else p.name, fpixels=p.fpixels, spixels=p.spixels,
+            name=names[i], fpixels=p.fpixels, spixels=p.spixels,
             pixel_size=p.pixel_size, origin=crystfel_to_lab(p.origin), fdet=crystfel_to_lab(p.fast),
             sdet=crystfel_to_lab(p.slow), data_fast=p.data_fast, data_slow=p.data_slow,
             mask_edge=extra.mask_edge if extra is not None else 0,

@@ -289,3 +289,13 @@ def test_expt_flags_win(tmp_path, monkeypatch) -> None:
     g = sim.run().geometry.panels[0]
     assert g.distance == pytest.approx(0.12, rel=1e-12)
     assert cfg.crystal.osc == pytest.approx(math.radians(0.5))
+
+
+def test_compare_engines_on_a_geom_detector(tmp_path, monkeypatch, capsys) -> None:
+    """pybragg compare renders a -geom detector (turned by -detector_rotx) with both engines in this
+    process: the images agree over every panel."""
+    (tmp_path / "two.geom").write_text(TWO)
+    monkeypatch.chdir(tmp_path)
+    flags = [*CELL, "-default_F", "100", "-N", "5", "-geom", "two.geom", "-detector_rotx", "4"]
+    assert main(["compare", "--threshold", "0.9999999", "--", *flags]) == 0
+    assert "correlation" in capsys.readouterr().out
