@@ -247,3 +247,25 @@ def test_nonoise_blurs_the_noiseless_image(tmp_path: Path) -> None:
     _, data = smv((tmp_path / "int.img").read_bytes())
     data = data.reshape(32, 32)
     assert 0 < data[16, 16] < 10000 and data[16, 17] > 0
+
+
+def test_main_command_writes_the_response(tmp_path: Path) -> None:
+    """One ``pybragg`` run: its -noisefile is the response of its float image (the same module), and
+    with no response flag it is the plain Poisson image."""
+    base = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "48",
+            "-distance", "100", "-pixel", "0.1", "-lambda", "1", "-seed", "5", "-floatfile", "f.bin", "-nopgm",
+            "-intfile", "i.img", "-noisefile", "n.img", "-q"]
+    extra = ["-readout_noise", "3", "-gain", "2", "-psf", "gauss", "-psf_fwhm", "100", "-calibration", "0.02",
+             "-bits", "32"]
+    proc = run_cli(base + extra, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    image = np.fromfile(tmp_path / "f.bin", dtype=np.float32).reshape(48, 48)
+    header, noisy = smv((tmp_path / "n.img").read_bytes())
+    assert header["TYPE"] == "long_integer"
+    cfg = ResponseConfig(readout_noise=3.0, gain=2.0, psf="gauss", psf_fwhm=100e-6, calibration=0.02,
+                         pixel_size=1e-4, bits=32)
+    assert np.array_equal(noisy.reshape(48, 48), apply(image, cfg, seed=5))
+    proc = run_cli(base, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _, plain = smv((tmp_path / "n.img").read_bytes())
+    assert np.array_equal(plain.reshape(48, 48), apply(image, ResponseConfig(), seed=5))
