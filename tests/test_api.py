@@ -306,3 +306,12 @@ def test_auto_backend_asks_torch_about_cuda_only_where_a_gpu_driver_is(monkeypat
     assert engines.select_engine("auto")[0] == "c" and not asked
     (tmp_path / "nvidiactl").touch()
     assert engines.select_engine("auto")[0] == "c" and asked == [True]
+
+
+def test_every_engine_renders_the_same_image(engine: str, plain: Result) -> None:
+    """Each engine of the registry that runs here, through the one Simulator interface."""
+    from golden import compare_float
+
+    result = run(make_config(), backend=engine, device="cpu", threads=1)
+    assert result.backend == engine and result.image.shape == plain.image.shape
+    compare_float(result.image, plain.image, "float64")

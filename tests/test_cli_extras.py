@@ -89,7 +89,7 @@ def test_new_outputs_leave_smv_and_pgm_bytes_alone(tmp_path, monkeypatch) -> Non
 @pytest.mark.parametrize("cmap", ["grey", "inverse", "heat", "viridis"])
 def test_png_preview(scale: str, cmap: str, tmp_path, monkeypatch) -> None:
     if cmap == "viridis":
-        pytest.importorskip("matplotlib")
+        import matplotlib  # noqa: F401
     monkeypatch.chdir(tmp_path)
     assert main([*SMALL, "-floatfile", "f.bin", "-pngfile", "a.png", "-png_scale", scale, "-png_cmap", cmap]) == 0
     image = np.fromfile(tmp_path / "f.bin", dtype="<f4").reshape(48, 48)

@@ -24,11 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+import distributed  # noqa: F401
+import h5py
 import numpy as np
 import pytest
-
-pytest.importorskip("distributed")
-h5py = pytest.importorskip("h5py")
 
 import pybragg
 import pybragg.io.frames
@@ -138,7 +137,7 @@ def test_series_smv_frames_are_the_noise_images_of_single_runs(tmp_path: Path, c
 
 
 def test_series_cbf_frames(tmp_path: Path, client) -> None:
-    pytest.importorskip("pybragg.io.cbf")
+    import pybragg.io.cbf  # noqa: F401
     from pybragg.io.cbf import read_cbf
 
     flags = [*SMALL, "-seed", "9", "-phi", "30"]
@@ -156,7 +155,7 @@ def test_series_cbf_frames(tmp_path: Path, client) -> None:
 
 
 def test_series_file_reads_as_nxmx(tmp_path: Path, client) -> None:
-    nxmx = pytest.importorskip("nxmx")
+    import nxmx
     flags = [*SMALL, "-nonoise", "-osc", "0.25", "-phi", "3"]
     ds = datasets.series(flags, 4, str(tmp_path / "s.nxs"), client=client)
     single = _render([*SMALL, "-nonoise", "-osc", "0.25", "-phi", "3"])
@@ -288,7 +287,7 @@ SLOW = [*CELL, "-default_F", "100", "-N", "5", "-detpixels", "64", "-oversample"
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, client) -> None:
-    psutil = pytest.importorskip("psutil")
+    import psutil
     out = tmp_path / "killed.nxs"
     log = tmp_path / "killed.nxs.log"
     args = ["series", "--frames", "6", "--out", "killed.nxs", "--workers", "1", "--threads", "1", "--batch", "1",
@@ -373,7 +372,8 @@ def test_resume_of_a_finished_dataset_renders_nothing(tmp_path: Path, client) ->
 
 def test_torch_engine_frames_equal_its_single_renders() -> None:
     """The worker's path with the torch engine (run here, without a cluster: Dask is the C tests' part)."""
-    pytest.importorskip("torch")
+    import torch  # noqa: F401
+
     from pybragg.datasets.worker import render_frames
 
     flags = [*CELL, "-default_F", "100", "-N", "5", "-detpixels", "24", "-nonoise", "--backend", "torch"]

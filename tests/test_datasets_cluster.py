@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+import distributed  # noqa: F401
+import h5py  # noqa: F401
 import pytest
-
-pytest.importorskip("distributed")
-pytest.importorskip("h5py")
 
 from pybragg import datasets
 

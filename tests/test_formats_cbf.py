@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import math
 
+import fabio
 import numpy as np
+import pycbf
 import pytest
 
 import pybragg
 from pybragg.cli.main import main
 from pybragg.io.cbf import byte_offset_compress, byte_offset_decompress, mini_header_describes, read_cbf
 from pybragg.io.frames import lab_to_imgcif, setup_from_result
-
-fabio = pytest.importorskip("fabio")
-pycbf = pytest.importorskip("pycbf")
 
 CELL = ["-cell", "70", "80", "90", "90", "90", "90", "-misset", "10", "20", "30"]
 BASE = [*CELL, "-default_F", "100", "-N", "5", "-pixel", "0.172", "-distance", "80",

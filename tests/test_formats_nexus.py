@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import math
 
+import fabio
+import h5py
 import numpy as np
+import nxmx
 import pytest
 
 import pybragg
 from pybragg.cli.main import main
 from pybragg.io.frames import MCSTAS_TO_IMGCIF, lab_to_mcstas
-
-fabio = pytest.importorskip("fabio")
-h5py = pytest.importorskip("h5py")
-nxmx = pytest.importorskip("nxmx")
 
 CELL = ["-cell", "70", "80", "90", "90", "90", "90", "-misset", "10", "20", "30"]
 BASE = [*CELL, "-default_F", "100", "-N", "5", "-pixel", "0.172", "-distance", "80",
@@ -128,11 +127,10 @@ def test_nxmx_geometry_matches_pybragg(name: str, tmp_path, monkeypatch) -> None
 
 
 def test_float_data_with_nonoise_and_bitshuffle(tmp_path, monkeypatch) -> None:
-    pytest.importorskip("hdf5plugin")
+    import hdf5plugin  # noqa: F401
     args = [*BASE, *OUT, "-nonoise", "-nexusfile", "a.nxs", "-nexus_compression", "bslz4"]
     run(tmp_path, monkeypatch, args)
     image = np.fromfile(tmp_path / "f.bin", dtype="<f4").reshape(48, 64)
-    import hdf5plugin  # noqa: F401 - registers the filter for reading
 
     with h5py.File(tmp_path / "a.nxs") as handle:
         data = handle["/entry/data/data"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 
+import gemmi
 import numpy as np
 import pytest
 
@@ -23,8 +24,6 @@ import pybragg
 from pybragg.cli.main import main
 from pybragg.flags import from_args
 from pybragg.io.hkl import HKLWarning, read_fdump, read_hkl
-
-gemmi = pytest.importorskip("gemmi")
 
 CELL = (60.0, 70.0, 50.0, 90.0, 105.0, 90.0)
 GROUP = "C 1 2 1"

@@ -160,7 +160,7 @@ def select_engine(
             break
         if backend != "auto":
             say(f"notice: {reason}; using the {ENGINES[spec.fallback].title} engine")
-        name = spec.fallback
+        name, device = spec.fallback, None  # the notice said where the render goes
     if reason is not None:
         raise BackendUnavailable(f"{name} engine unavailable: {reason}")
     if spec.devices == ("cpu",):
