@@ -94,11 +94,11 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
     if backend == "torch":
         from pybragg.engines.torch.background import render_background
 
-        bg_image = render_background(config, inputs, sample, plan=plan, dtype=dtype, device=device)
+        bg_image, omega_sum = render_background(config, inputs, sample, plan=plan, dtype=dtype, device=device)
         image = _onto_array(onto, plan.shape)
         selected = bg_image != 0
         image[selected] = image[selected] + bg_image[selected].astype(np.float32)
-        stats = plan.stats(image)
+        stats = plan.stats(image, omega_sum=omega_sum)
         return plan.result(image, stats, "torch", dtype, device or "cpu", time.perf_counter() - start,
                            {"sample": info, "background": bg_image})
     if backend != "c":
