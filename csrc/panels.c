@@ -97,6 +97,18 @@ static int overlap(const pb_panel *a, const pb_panel *b)
     return a->data_fast < bf1 && b->data_fast < af1 && a->data_slow < bs1 && b->data_slow < as1;
 }
 
+/* A panel seen from behind (fs x ss pointing towards the sample, as real geometry files have them)
+   takes the opposite normal: the normal points away from the sample, so that the close distance,
+   every solid angle and the sensor's depth come out as for a panel seen from the front.  The
+   distance along the beam is unchanged (both its close distance and its cosine change sign). */
+static void face_the_sample(pb_geometry *g)
+{
+    if (g->close_distance < 0.0) {
+        v3_scale(g->odet, -1.0, g->odet);
+        g->close_distance = -g->close_distance;
+    }
+}
+
 /* the configuration that places panel pn exactly as a one-panel CUSTOM detector
    with -pix0_vector would be placed, with the beam, polarization, spindle and
    two-theta axes of the configured convention */
@@ -161,6 +173,7 @@ static int explicit_panels(pb_plan *p, const pb_config *cfg, const pb_panel *pan
         pb_geometry *gi = i == 0 ? g : &scratch;
         int code = geometry_resolve(&pc, gi, err);
         if (code != PB_OK) return panel_error(err, code, i, &panels[i]);
+        face_the_sample(gi);
         panel_from_geometry(gi, panels[i].name, panels[i].data_fast, panels[i].data_slow, &p->panels[i]);
     }
     /* the convention supplied beam, polarization and spindle; the origins are fixed */

@@ -193,3 +193,13 @@ def test_torch_golden_multipanel(case, dtype):
     assert image.shape == shape
     ref = np.frombuffer(gzip.decompress((MULTIPANEL / case / "float.bin.gz").read_bytes()), dtype="<f4")
     compare_float(image, ref.reshape(shape), dtype)
+
+
+def test_torch_panel_seen_from_behind_matches_c() -> None:
+    from test_panels import mirrored_pair
+
+    _, back, _ = mirrored_pair(300e-6)
+    c = c_engine.render(back).image
+    t = render(back, dtype="float64", device="cpu").image
+    assert (t >= 0).all()
+    compare_float(t, c, "float64")

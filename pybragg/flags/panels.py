@@ -47,19 +47,6 @@ def panel_config(lp: LabPanel) -> PanelConfig:
                        data_slow=lp.data_slow)
 
 
-def _warn_mirrored(panels: list[LabPanel], flag: str, path: str) -> None:
-    """A warning for panels seen from behind (fs x ss pointing towards the sample): the engines take
-    a panel's normal as fs x ss, so such a panel's solid angle, and its pixels, come out negative."""
-    import warnings
-
-    bad = [p.name for p in panels if float(np.dot(np.cross(p.fdet, p.sdet), p.origin)) < 0.0]
-    if bad:
-        shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-        warnings.warn(f"{flag} {path}: panel{'s' if len(bad) > 1 else ''} {shown}: fs x ss points towards the "
-                      "sample (seen from behind); this version renders such panels with negative photons",
-                      stacklevel=3)
-
-
 def _refuse_placing(names: set[str], flag: str) -> None:
     for name in PLACING_FLAGS:
         if name in names:
@@ -109,7 +96,6 @@ def _apply_geom(inv, path: str, names: set[str]) -> None:
     except FormatError as exc:
         raise FormatError(f"-geom {path}: {exc}") from None
     det.panels = tuple(panel_config(p) for p in panels)
-    _warn_mirrored(panels, "-geom", path)
     _custom_axes(inv, names)
     first = geom.panels[0].get("clen")
     inv.geometry = geom
@@ -142,7 +128,6 @@ def _apply_expt(inv, path: str, names: set[str]) -> None:
         panels = [LabPanel(**{**p.__dict__, "origin": tuple(float(x) for x in np.asarray(p.origin) + shift)})
                   for p in panels]
     det.panels = tuple(panel_config(p) for p in panels)
-    _warn_mirrored(panels, "-expt", path)
     det.convention = Convention.CUSTOM
     if model.beam is not None and "-beam_vector" not in names:
         beam.beam_vector = model.beam

@@ -179,6 +179,11 @@ def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.T
         pix0 = -Fbeam * fdet - Sbeam * sdet + distance * beam
     close = dot(pix0, odet)
     distance = close / ratio
+    if origin is not None:
+        # an explicit panel seen from behind takes the opposite normal, as in csrc/panels.c
+        # (face_the_sample): a discrete choice, so the sign carries no gradient
+        side = torch.where(close < 0, -1.0, 1.0).to(close.dtype).detach()
+        odet, close = odet * side, close * side
     return DetectorState(fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, close=close,
                          distance=distance)
 
