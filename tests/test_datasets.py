@@ -494,3 +494,14 @@ def test_progress_and_summary(tmp_path: Path, client) -> None:
     assert sorted(e["frame"] for e in entries) == [0, 1, 2, 3]
     assert all(e["seconds"] > 0 for e in entries)
     assert json.loads(json.dumps(ds.job))["fingerprint"]["count"] == 4
+
+
+def test_stills_on_a_multipanel_geometry_file(tmp_path: Path, client) -> None:
+    """-geom panels travel in the job record; each shot is the single render of its flags."""
+    geom = ROOT.parent / "shared" / "golden-multipanel" / "mp_two_panels" / "detector.geom"
+    flags = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "3", "-geom", str(geom),
+             "-nonoise"]
+    ds = datasets.stills(flags, 2, 5, str(tmp_path / "panels.h5"), client=client)
+    assert ds.complete.all() and ds.frame(0).shape == (128, 96)
+    single = _render(ds.reproduce_flags(1, str(tmp_path / "repro")))
+    assert np.array_equal(ds.frame(1), float32_image(single))

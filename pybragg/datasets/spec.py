@@ -21,6 +21,7 @@ digests, seeds, counts, format and engine, in a fixed order.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import os
@@ -148,9 +149,11 @@ def _last_value(flags: Sequence[str], name: str) -> str | None:
 
 
 def _json_value(value: Any) -> Any:
-    """A configuration value as JSON holds it (tuples as lists, enums as ints)."""
+    """A configuration value as JSON holds it (tuples as lists, enums as ints, panels as objects)."""
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a PanelConfig of -geom/-expt
+        return {f.name: _json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (tuple, list)):
         return [_json_value(v) for v in value]
     if isinstance(value, (np.floating, np.integer)):
