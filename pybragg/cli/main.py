@@ -110,6 +110,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse nanoBragg flags, render, print the summary and write the outputs."""
     from pybragg.cli.help import format_help
     from pybragg.flags import from_args
+    from pybragg.flags.load import add_background
     from pybragg.writers import check_writable, requested_paths, write_outputs
 
     if any(a in ("-h", "--help", "-help") for a in argv):
@@ -135,6 +136,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     bar: Callable[[float], None] | None = ProgressBar(err) if show else None
     try:
         result = sim.run(progress=bar)
+        result = add_background(sim, result)  # -stol: the amorphous background onto the spots
     except EngineError as exc:
         named = _name_input_file(exc, inv)
         if named is exc:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
 import numpy as np
 
+from pybragg.config import SampleConfig
 from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
 from pybragg.io.errors import FormatError
@@ -64,7 +66,50 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
         raise UsageError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
     sources = read_source_file(inv.source_path) if inv.source_path is not None else None
     mask = _mask(inv)
-    return Inputs(hkl=hkl, sources=sources, mask=mask, space_group=space_group, cell=file_cell)
+    stol = None
+    if inv.stol_path is not None:
+        from pybragg.io.stol import read_stol
+
+        stol = read_stol(inv.stol_path, float(inv.extras.get("stol_scale", 1e10)))
+    return Inputs(hkl=hkl, sources=sources, mask=mask, space_group=space_group, cell=file_cell, stol=stol)
+
+
+def background_sample(inv) -> SampleConfig:
+    """The amorphous sample of ``-stol``'s background: ``-bg_thick``, ``-bg_width``, ``-bg_height``
+    (``-bg_size``), ``-density``, ``-MW``, ``-bg_molecules``; nonBragg's defaults (0.1 mm of water)."""
+    x = inv.extras
+    default = SampleConfig()
+    molecules = float(x.get("bg_molecules", 0.0))
+    return SampleConfig(
+        thickness=float(x.get("bg_thickness", default.thickness)),
+        width=float(x.get("bg_width", default.width)),
+        height=float(x.get("bg_height", default.height)),
+        density=float(x.get("density", default.density)),
+        molecular_weight=float(x.get("molecular_weight", default.molecular_weight)),
+        molecules=molecules or None,
+    )
+
+
+def add_background(sim, result):
+    """The Bragg ``result`` of ``sim`` (built by :func:`pybragg.from_args`) with the amorphous background
+    of its ``-stol`` table added, pixel by pixel in float32 (:func:`pybragg.background.render`, on the
+    engine that rendered the spots); ``result`` itself without ``-stol``."""
+    if sim.inputs.stol is None:
+        return result
+    from pybragg import background
+
+    backend = "torch" if result.backend == "torch" else "c"
+    spots_seconds = result.seconds
+    both = background.render(sim.config, sim.inputs, background_sample(sim.invocation), onto=result,
+                             backend=backend, dtype=sim.dtype, device=sim.device, threads=sim.threads)
+    # the statistics of the combined image; the solid angle and the fallbacks of the spots' render
+    both.stats = dataclasses.replace(both.stats, omega_sum=result.stats.omega_sum,
+                                     interpolation_fallbacks=result.stats.interpolation_fallbacks)
+    both.extras = {**result.extras, **both.extras, "spots_seconds": spots_seconds,
+                   "background_seconds": both.seconds}
+    both.seconds = spots_seconds + both.seconds
+    both.backend, both.dtype, both.device = result.backend, result.dtype, result.device
+    return both
 
 
 def _mask(inv) -> np.ndarray | None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from ..config import Config, Misset
 from ..errors import UsageError
 from ..io.errors import FormatError
+from ..io.stol import resolve_path as resolve_stol_path
 from .table import ABSORB, RTD, Flag, Kind, lookup
 
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
@@ -95,8 +96,9 @@ class Invocation:
     ``config`` is the simulation in SI units; the ``*_path`` fields name input
     files that the caller loads (the mask's pixels, the structure factors, the
     sources); ``extras`` records flags the reference accepts without any effect
-    on the image (``coherent``, ``density`` in g/m³, ``molecular_weight``,
-    ``stol_scale``, ``stolout``).  ``show_help`` is True when ``-h`` or
+    on the image (``coherent``, ``stolout``) and the amorphous background's sample
+    (``density`` in g/m³, ``molecular_weight``, ``stol_scale``, ``bg_thickness``, ``bg_width``,
+    ``bg_height`` in m, ``bg_molecules``: used when ``stol_path`` is set).  ``show_help`` is True when ``-h`` or
     ``--help`` was given; nothing else is parsed then.
     """
 
@@ -140,6 +142,8 @@ class Invocation:
 
 
 _NO_KEYWORD = object()
+#: flags whose file may be a shipped stol table's name
+_STOL_FLAGS = ("-stol", "-4stol", "-Q")
 
 
 @dataclass
@@ -261,7 +265,8 @@ def _convert_values(flag: Flag, spelled: str, raw: list[str]) -> _Given:
         values = tuple(_parse_count(spelled, t) for t in raw)
     elif flag.kind is Kind.PATH:
         for token in raw:
-            _check_readable(spelled, token)
+            # a stol table may also be a shipped table's name (water, air)
+            _check_readable(spelled, resolve_stol_path(token) if flag.name in _STOL_FLAGS else token)
         values = tuple(raw)
     else:
         for token in raw:
