@@ -173,11 +173,12 @@ def frame_product(result, task: FrameTask, shared: Shared) -> tuple[np.ndarray |
     if product in ("smv-noise", "smv-int"):
         from pybragg.io.smv import format_smv_header
         from pybragg.noise import noise_image
-        from pybragg.writers import int_image, smv_fields
+        from pybragg.writers import int_image, smv_fields, zero_uncovered
 
         photons = None
         if product == "smv-noise":
             pixels, photons, _ = noise_image(image, roi, seed, shared.adc_offset)  # type: ignore[arg-type]
+            pixels = zero_uncovered(pixels, result)  # as -noisefile: no ADC offset between panels
         else:
             pixels, _ = int_image(result, shared.intfile_scale, shared.adc_offset)
         header = format_smv_header(smv_fields(result), shape=pixels.shape)
