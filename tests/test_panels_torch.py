@@ -20,13 +20,7 @@ import pytest
 import torch
 
 from golden import compare_float
-from pybragg.config import PanelConfig
-from pybragg.engines import c_engine
-from pybragg.engines.torch import TorchModel, render, trace_pixel
-from pybragg.errors import EngineError
-from pybragg.inputs import Inputs
-from pybragg.plan import Plan
-from test_panels import (
+from panel_cases import (
     MULTIPANEL,
     PANELS,
     alone,
@@ -37,6 +31,12 @@ from test_panels import (
     two_panel_config,
     window,
 )
+from pybragg.config import PanelConfig
+from pybragg.engines import c_engine
+from pybragg.engines.torch import TorchModel, render, trace_pixel
+from pybragg.errors import EngineError
+from pybragg.inputs import Inputs
+from pybragg.plan import Plan
 
 DTYPES = ["float64", "float32"]
 ROTATIONS = {"rotx": 0.02, "roty": -0.03, "rotz": 0.05, "twotheta": 0.1}
@@ -196,7 +196,7 @@ def test_torch_golden_multipanel(case, dtype):
 
 
 def test_torch_panel_seen_from_behind_matches_c() -> None:
-    from test_panels import mirrored_pair
+    from panel_cases import mirrored_pair
 
     _, back, _ = mirrored_pair(300e-6)
     c = c_engine.render(back).image
