@@ -34,7 +34,7 @@ HEADER_KEYS = [
 # the command line: "-misset_seed 4242 -default_F 100" also reads, in the
 # reference, as "-misset 4242 0 100", which replaced "-misset random".  Its image
 # was therefore made with those fixed angles; we render it with the flags the
-# reference effectively obeyed.  tests/test_geometry.py checks what the
+# reference effectively obeyed.  tests/c_engine/test_geometry.py checks what the
 # original command line means to pybragg (a random orientation from seed 4242).
 SUBSTRING_EQUIVALENTS = {
     "misset_random": (["-misset", "random", "-misset_seed", "4242"], ["-misset", "4242", "0", "100"]),

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_nonbragg import CASES, GOLDEN, _ref, run_case
 
 from golden import FLOAT_BARS
-from pybragg.config import Convention
-from test_nonbragg import CASES, GOLDEN, _ref, run_case
 
 pytestmark = pytest.mark.skipif(not (GOLDEN / "manifest.json").exists(), reason="no golden-nonbragg folder")
 
@@ -51,6 +50,7 @@ def _inputs():
     return Inputs(stol=read_stol("water"))
 
 
+XDS, CUSTOM = 3, 0  # pybragg.config.Convention
 GEOMETRIES = {
     "rotated_twotheta_curved": {
         "detector.rotx": 0.05, "detector.roty": -0.03, "detector.rotz": 0.02, "detector.twotheta": 0.3,
@@ -61,7 +61,7 @@ GEOMETRIES = {
         "beam.hdivsteps": 2, "beam.dispersion": 0.05, "beam.dispsteps": 2, "detector.twotheta": -0.2,
     },
     "xds_point_pixel_roi": {
-        "detector.convention": Convention.XDS, "detector.point_pixel": True, "detector.roi": (3, 30, 5, 25),
+        "detector.convention": XDS, "detector.point_pixel": True, "detector.roi": (3, 30, 5, 25),
         "beam.nopolar": True,
     },
 }
@@ -93,7 +93,7 @@ def test_explicit_panels_and_onto() -> None:
     panels = (PanelConfig(name="a", fpixels=12, spixels=10, pixel_size=0.5e-3, origin=(0.05, 6e-3, 8e-3)),
               PanelConfig(name="b", fpixels=12, spixels=10, pixel_size=0.5e-3, origin=(0.05, 6e-3, -1e-3),
                           data_fast=12))
-    cfg = _config(**{"detector.panels": panels, "detector.convention": Convention.CUSTOM, "detector.twotheta": 0.1})
+    cfg = _config(**{"detector.panels": panels, "detector.convention": CUSTOM, "detector.twotheta": 0.1})
     inputs = _inputs()
     onto = np.random.default_rng(1).random((10, 24), dtype=np.float32) * 100
     c = background.render(cfg, inputs, SampleConfig(), onto=onto)

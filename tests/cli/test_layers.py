@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pybragg"
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pybragg"
 
 # lowest first; a module may import modules of its own layer or below
 LAYERS: list[tuple[str, ...]] = [

@@ -23,7 +23,7 @@ from pybragg.io.errors import FormatError
 from pybragg.io.expt import IMGCIF_TO_LAB, read_expt
 from pybragg.io.frames import lab_to_imgcif
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 EXPT = DATA / "two_panels.expt"
 
 MODULE = """clen = 0.1 m

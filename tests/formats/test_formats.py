@@ -31,7 +31,7 @@ from pybragg.io import (
     write_smv,
 )
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 INPUTS = GOLDEN / "inputs"
 needs_golden = pytest.mark.skipif(
     not INPUTS.is_dir(), reason="reference files in ../shared/golden not available"

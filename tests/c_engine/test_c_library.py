@@ -16,7 +16,7 @@ from pybragg import _native, constants
 from pybragg.config import Config, Convention, DetectorConfig, iter_fields
 from pybragg.plan import Plan, config_to_c
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEADER = ROOT / "csrc" / "pybragg.h"
 
 # Symbols the static linker itself defines in a shared object (not code of ours).

@@ -23,7 +23,7 @@ import pytest
 
 from pybragg import datasets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["-hkl", "F.hkl", "-cell", "60", "60", "60", "90", "90", "90", "-N", "3", "-detpixels", "32",
          "-distance", "50"]
 

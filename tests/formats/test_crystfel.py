@@ -22,7 +22,7 @@ from pybragg.io.crystfel import (
 from pybragg.io.errors import FormatError
 from pybragg.plan import Plan
 
-MULTIPANEL = Path(__file__).resolve().parents[1].parent / "shared" / "golden-multipanel"
+MULTIPANEL = Path(__file__).resolve().parents[2].parent / "shared" / "golden-multipanel"
 
 ONE_PANEL = """; the default MOSFLM detector of -distance 100 -detpixels 256 -pixel 0.1
 clen = 0.1 m

@@ -12,7 +12,7 @@ import pytest
 
 from pybragg.io.crystfel import format_geometry, lab_panels, parse_geometry, read_geometry
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def example():

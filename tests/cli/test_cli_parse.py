@@ -18,13 +18,13 @@ from pybragg.flags.parse import Invocation, parse_args
 from pybragg.flags.table import BY_NAME, FLAGS, GROUP_TITLES, GROUPS, RTD, Kind
 from pybragg.io.errors import FormatError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INPUTS = ROOT.parent / "shared" / "golden" / "inputs"
 HEADER_IMG = INPUTS / "header160x140.img"
 MASK_IMG = INPUTS / "mask128.img"
 HEX_MAT = INPUTS / "A_hex.mat"
 GEOM_FILE = INPUTS.parent.parent / "golden-multipanel" / "mp_two_panels" / "detector.geom"
-EXPT_FILE = Path(__file__).parent / "data" / "two_panels.expt"
+EXPT_FILE = Path(__file__).resolve().parents[1] / "data" / "two_panels.expt"
 
 approx = pytest.approx
 

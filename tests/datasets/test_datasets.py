@@ -35,7 +35,7 @@ from pybragg import datasets
 from pybragg.datasets import draws, spec
 from pybragg.writers import float32_image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CELL = ["-cell", "100", "100", "100", "90", "90", "90"]
 SMALL = [*CELL, "-default_F", "100", "-N", "5", "-detpixels", "32", "-distance", "80"]
 STILL = ["-cell", "70", "80", "90", "90", "95", "90", "-default_F", "100", "-N", "4", "-detpixels", "32",

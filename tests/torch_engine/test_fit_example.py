@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "fit_geometry.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "fit_geometry.py"
 
 
 def test_fit_recovers_distance_beam_centre_and_cell() -> None:
