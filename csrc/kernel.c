@@ -45,8 +45,9 @@ static inline double sinpi_half(double r)
 }
 
 /* sin(pi r) for |r| <= 1/2, Taylor series through z^13 (z = pi r): the first
-   omitted term bounds the relative error by (pi/2)^14 / 15! < 4.3e-10 (see
-   docs/performance.md for what that means for an image: < 6e-9 of a pixel) */
+   omitted term, with sin z >= 2 z / pi, bounds the relative error by
+   (pi/2)^15 / 15! < 6.7e-10 (docs/performance.md: then a pixel's relative error
+   is below 8.1e-9) */
 static inline double sinpi_short(double r)
 {
     double z = M_PI * r, z2 = z * z;
@@ -181,7 +182,8 @@ static void grating_batch(int n, const double *restrict x, double N, int N_even,
    One call evaluates a batch of crystal orientations at one scattering vector:
    the Miller indices, the squared lattice factor (its sign does not matter once
    squared) with a single division, and the flat index of the nearest reflection
-   in the table (-1 outside it).  The loop is branch-free, so the compiler
+   in the table (-1 outside it; a double, so that every array has the same
+   number of lanes per vector).  The loop is branch-free, so the compiler
    vectorizes it; it is compiled once for any processor and once for AVX2, and
    pb_render picks one per call.  The engine is compiled as ISO C without
    contraction into fused multiply-adds, so every path rounds every operation the
@@ -210,7 +212,7 @@ static inline void grating_parts(double x, double N, double *num, double *den)
 __attribute__((always_inline))
 #endif
 static inline void orient_body(int n, const double *restrict ax, size_t stride, const double S[3],
-                               const fast_lattice *fl, double *restrict F2, int *restrict idx)
+                               const fast_lattice *fl, double *restrict F2, double *restrict idx)
 {
     const double S0 = S[0], S1 = S[1], S2 = S[2];
     const double *restrict a0 = ax, *restrict a1 = ax + stride, *restrict a2 = ax + 2 * stride;
@@ -233,15 +235,15 @@ static inline void orient_body(int n, const double *restrict ax, size_t stride, 
         double h0 = ceil_whole(h - 0.5), k0 = ceil_whole(k - 0.5), l0 = ceil_whole(l - 0.5);
         int inside = (h0 >= lo0) & (h0 < hi0) & (k0 >= lo1) & (k0 < hi1) & (l0 >= lo2) & (l0 < hi2);
         double flat = ((h0 - lo0) * nk + (k0 - lo1)) * nl + (l0 - lo2);
-        idx[i] = (int)(inside ? flat : -1.0);
+        idx[i] = inside ? flat : -1.0;
     }
 }
 
 typedef void (*orient_fn)(int n, const double *restrict ax, size_t stride, const double S[3],
-                          const fast_lattice *fl, double *restrict F2, int *restrict idx);
+                          const fast_lattice *fl, double *restrict F2, double *restrict idx);
 
 static void orient_portable(int n, const double *restrict ax, size_t stride, const double S[3],
-                            const fast_lattice *fl, double *restrict F2, int *restrict idx)
+                            const fast_lattice *fl, double *restrict F2, double *restrict idx)
 {
     orient_body(n, ax, stride, S, fl, F2, idx);
 }
@@ -250,7 +252,7 @@ static void orient_portable(int n, const double *restrict ax, size_t stride, con
 #define PB_HAVE_AVX2_PATH 1
 __attribute__((target("avx2"))) static void orient_avx2(int n, const double *restrict ax, size_t stride,
                                                         const double S[3], const fast_lattice *fl,
-                                                        double *restrict F2, int *restrict idx)
+                                                        double *restrict F2, double *restrict idx)
 {
     orient_body(n, ax, stride, S, fl, F2, idx);
 }
@@ -394,11 +396,10 @@ static inline double sum_orientations(const pixel_context *ctx, const double S[3
             const int nb = n_orient - b0 < PB_BATCH ? n_orient - b0 : PB_BATCH;
             /* whole vectors: the rows of ctx->soa are padded with zero axes */
             const int nv = (nb + PB_LANES - 1) / PB_LANES * PB_LANES;
-            double F2[PB_BATCH];
-            int idx[PB_BATCH];
+            double F2[PB_BATCH], idx[PB_BATCH];
             ctx->orient(nv, ctx->soa + b0, ctx->stride, S, &ctx->fl, F2, idx);
             for (int i = 0; i < nb; ++i) {
-                const double F_cell = idx[i] >= 0 ? F[idx[i]] : dflt;
+                const double F_cell = idx[i] >= 0.0 ? F[(size_t)idx[i]] : dflt;
                 double contribution = F_cell * F_cell * F2[i];
                 if (af->thick) contribution *= af->capture;
                 if (af->polar) contribution *= af->polarization;

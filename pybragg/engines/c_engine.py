@@ -8,6 +8,7 @@ Entry points, mirrored by :mod:`pybragg.engines.torch`:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,16 +22,33 @@ from pybragg.inputs import Inputs
 from pybragg.plan import Plan, stats_from_c
 from pybragg.result import Result, Stats, TraceRecord
 
+# machine code of the pixel kernel (pb_render_options.code_path); every path gives the same image
+CODE_PATHS = {"auto": 0, "portable": 1, "avx2": 2}
+
+
+def code_paths() -> list[str]:
+    """The kernel's code paths that this build and processor run, besides ``auto``."""
+    _, lib = native()
+    return [name for name, code in CODE_PATHS.items() if code and lib.pb_code_path_supported(code)]
+
 
 def render_plan(
-    plan: Plan, threads: int = 0, progress: Callable[[float], None] | None = None
+    plan: Plan, threads: int = 0, progress: Callable[[float], None] | None = None, code_path: str | None = None
 ) -> tuple[np.ndarray, Stats]:
-    """Run the pixel loop over ``plan``; ``progress(fraction)`` is called from this thread."""
+    """Run the pixel loop over ``plan``; ``progress(fraction)`` is called from this thread.
+
+    ``code_path`` (default: the environment's ``PYBRAGG_C_CODE_PATH``, else ``auto``) picks the
+    kernel's machine code, for tests: one of :data:`CODE_PATHS`.
+    """
     ffi, lib = native()
+    path = code_path or os.environ.get("PYBRAGG_C_CODE_PATH", "auto")
+    if path not in CODE_PATHS:
+        raise ValueError(f"unknown C code path {path!r} (one of {', '.join(CODE_PATHS)})")
     image = np.zeros(plan.shape, dtype=np.float32)
     stats = ffi.new("pb_stats *")
     opts = ffi.new("pb_render_options *")
     opts.nthreads = threads
+    opts.code_path = CODE_PATHS[path]
     counter = ffi.new("long[1]")
     opts.progress = counter
     err = ffi.new("pb_error *")
