@@ -24,21 +24,8 @@ import shlex
 from collections.abc import Sequence
 from typing import TextIO
 
+from pybragg.cli.options import HelpShown, Parser
 from pybragg.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        if status == 0:  # after --help
-            raise _HelpShown
-        raise UsageError(f"{self.prog}: {message or 'usage error'}")
-
-
-class _HelpShown(Exception):
-    """``--help`` was printed: exit code 0."""
 
 
 def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
@@ -53,9 +40,9 @@ def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
     return args[:i], args[i + 1:]
 
 
-def _parser(command: str) -> _Parser:
+def _parser(command: str) -> Parser:
     series = command == "series"
-    p = _Parser(prog=f"pybragg {command}",
+    p = Parser(prog=f"pybragg {command}",
                 description=("A rotation series: frame i is the render at -phi START+i*OSC with -seed SEED+i."
                              if series else
                              "Still shots of random orientation and per-shot variations drawn from (S, i)."),
@@ -189,5 +176,5 @@ def main(name: str, args: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Entry point of ``pybragg series`` and ``pybragg stills``."""
     try:
         return run(name, args, out, err)
-    except _HelpShown:
+    except HelpShown:
         return 0

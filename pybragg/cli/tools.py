@@ -15,7 +15,6 @@ error; 3 an engine failed; 4 ``compare``: correlation under ``--threshold``,
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
@@ -26,26 +25,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from pybragg.cli.options import HelpShown, Parser
 from pybragg.engines import ENGINES
 from pybragg.errors import EngineError, PybraggError, UsageError
 
 EXIT_ENGINE = 3
 EXIT_DIFFERENT = 4
 INDEX_KEYS = ("layer", "sub_s", "sub_f", "source", "phi", "domain")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        if status == 0:  # after --help
-            raise _HelpShown
-        raise UsageError(f"{self.prog}: {message or 'usage error'}")
-
-
-class _HelpShown(Exception):
-    """``--help`` was printed: the command ends with exit code 0."""
 
 
 def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
@@ -137,7 +123,7 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from pybragg.io.floatimage import read_float_image
 
     opts, flags = _split(argv, "compare")
-    p = _Parser(prog="pybragg compare", description="Compare two renders of one configuration.")
+    p = Parser(prog="pybragg compare", description="Compare two renders of one configuration.")
     p.add_argument("--threshold", type=float, default=None, help="fail (exit 4) when correlation is below this")
     p.add_argument("--roi", type=int, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
                    help="compare only these pixels (inclusive, fast = x, slow = y)")
@@ -313,7 +299,7 @@ def _fmt(values: tuple[float, ...] | None) -> str:
 def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """The ``pybragg trace`` command."""
     opts, flags = _split(argv, "trace")
-    p = _Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
+    p = Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
     p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True,
                    help="the pixel: data-array coordinates, or within --panel")
     p.add_argument("--panel", default=None, metavar="NAME",
@@ -427,7 +413,7 @@ def main(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         if command == "compare":
             return run_compare(argv, out, err)
         return run_trace(argv, out, err)
-    except _HelpShown:
+    except HelpShown:
         return 0
     except EngineError as exc:
         err.write(f"pybragg {command}: engine failure: {exc}\n")
