@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from golden import FLOAT_BARS, run_cli, smv_pixels
-
-GOLDEN = Path(os.environ.get("PYBRAGG_GOLDEN_NONBRAGG", "/work/shared/golden-nonbragg"))
-pytestmark = pytest.mark.skipif(not (GOLDEN / "manifest.json").exists(), reason="no golden-nonbragg folder")
-HEADER_KEYS = ("SIZE1", "SIZE2", "PIXEL_SIZE", "DISTANCE", "WAVELENGTH", "BEAM_CENTER_X", "BEAM_CENTER_Y")
-
-
-def _manifest() -> dict:
-    return json.loads((GOLDEN / "manifest.json").read_text()) if (GOLDEN / "manifest.json").exists() else {
-        "cases": {}, "output_flags": []}
-
-
-CASES = sorted(_manifest()["cases"])
-
-
-def _ref(name: str, what: str) -> bytes:
-    return gzip.decompress((GOLDEN / name / f"{what}.gz").read_bytes())
-
-
-def run_case(name: str, work: Path, backend: str = "c", dtype: str = "float64") -> None:
-    from pybragg.cli.nonbragg import main
-
-    m = _manifest()
-    case = m["cases"][name]
-    (work / "inputs").symlink_to(GOLDEN / "inputs")
-    args = [*case["args"], *m["output_flags"], "-seed", str(case["seed"]), "-noprogress",
-            "--backend", backend, "--dtype", dtype]
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        out, err = io.StringIO(), io.StringIO()
-        assert main("nonbragg", args, out, err) == 0, err.getvalue()
-    finally:
-        os.chdir(cwd)
+from nonbragg_cases import CASES, HEADER_KEYS, _ref, run_case
 
 
 def check_case(name: str, work: Path, dtype: str = "float64", exact_noise: bool = True) -> tuple[float, float]:

@@ -50,9 +50,9 @@ from pybragg.engines.torch.geometry import (
     DetectorState,
     Panel,
     convention_axes,
+    detector_states,
     panel_axes,
     plan_panel,
-    resolve_detector,
     selection,
     to_tensor,
 )
@@ -211,11 +211,7 @@ class BackgroundModel:
         """Everything the pixels need for ``params`` (defaults for missing names)."""
         p = self._resolve(params)
         g = self.geometry
-        if self._panel_axes:
-            detectors = tuple(resolve_detector(self.config, g, axes, p, origin)
-                              for axes, origin in zip(self._panel_axes, self._panel_origins, strict=True))
-        else:
-            detectors = (resolve_detector(self.config, g, self.axes, p),)
+        detectors = detector_states(self.config, g, self.axes, self._panel_axes, self._panel_origins, p)
         molecules = self.molecules(p)
         return BackgroundState(
             detectors=detectors, wavelength=self.setup.sources.wavelengths(p["lambda0"], float(g.lambda0)),

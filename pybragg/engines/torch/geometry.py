@@ -15,7 +15,7 @@ the data array, their sub-pixel centres, the sensor layers).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -186,6 +186,16 @@ def resolve_detector(config: Config, g: Any, axes: Axes, p: Mapping[str, torch.T
         odet, close = odet * side, close * side
     return DetectorState(fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, close=close,
                          distance=distance)
+
+
+def detector_states(config: Config, g: Any, axes: Axes, panel_axes: Sequence[Axes],
+                    panel_origins: Sequence[torch.Tensor], p: Mapping[str, torch.Tensor]) -> tuple[DetectorState, ...]:
+    """Every panel's :class:`DetectorState` for parameters ``p``: the explicit panels' (axes from
+    :func:`panel_axes`, origins before the rotations) or the flag-defined detector's one."""
+    if panel_axes:
+        return tuple(resolve_detector(config, g, pa, p, origin)
+                     for pa, origin in zip(panel_axes, panel_origins, strict=True))
+    return (resolve_detector(config, g, axes, p),)
 
 
 def selection(g: Any, inputs: Inputs) -> np.ndarray:

@@ -21,9 +21,9 @@ from pybragg.engines.torch import driver
 from pybragg.engines.torch.crystal import crystal_axes, default_cell, mosaic_deviates, orientations
 from pybragg.engines.torch.geometry import (
     convention_axes,
+    detector_states,
     panel_axes,
     plan_panel,
-    resolve_detector,
     selection,
     to_tensor,
 )
@@ -165,11 +165,7 @@ class TorchModel:
         """Everything the kernel needs for ``params`` (defaults for missing names) that no pixel changes."""
         p = self._resolve(params)
         g = self.geometry
-        if self._panel_axes:
-            detectors = tuple(resolve_detector(self.config, g, axes, p, origin)
-                              for axes, origin in zip(self._panel_axes, self._panel_origins, strict=True))
-        else:
-            detectors = (resolve_detector(self.config, g, self.axes, p),)
+        detectors = detector_states(self.config, g, self.axes, self._panel_axes, self._panel_origins, p)
         real, recip = crystal_axes(self.config.crystal, p.get("cell"), p["misset"])
         A = orientations(g, real, self.axes.spindle, p["phi0"], p["osc"], self.mosaic, p["mosaic_spread"])
         src = self.setup.sources
