@@ -112,9 +112,9 @@ def _measure_once(command: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def pybragg(args: list[str], backend: str, dtype: str = "float64", device: str | None = None,
-            threads: int = 2) -> list[str]:
-    exe = Path(sys.executable).parent / "pybragg"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pybragg.cli.main"]
+            threads: int = 2, python: str | None = None) -> list[str]:
+    exe = Path(python or sys.executable).parent / "pybragg"
+    cmd = [str(exe)] if exe.exists() else [python or sys.executable, "-m", "pybragg.cli.main"]
     cmd += ["--backend", backend, "--dtype", dtype, "--threads", str(threads)]
     if device:
         cmd += ["--device", device]
@@ -138,6 +138,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="smaller frames")
     p.add_argument("--reference", help="path to a private build of nanoBragg to time on the same cases")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--baseline", metavar="PYTHON",
+                   help="the Python of another environment with pybragg installed (an earlier commit): "
+                        "its C engine is timed on the same cases, in turn with this one")
     p.add_argument("--device", default=None, help="also time torch on this device (e.g. cuda)")
     p.add_argument("--no-torch", action="store_true", help="skip the torch engine")
     p.add_argument("--skip-scaling", action="store_true")
@@ -155,6 +158,11 @@ def main() -> int:
         c = measure(pybragg(args, "c", threads=o.threads), env, rep)
         results[name] = {"c": c}
         print(row("C engine (float32 image, float64 math)", c))
+        if o.baseline:
+            b = measure(pybragg(args, "c", threads=o.threads, python=o.baseline), env, rep)
+            results[name]["baseline"] = b
+            print(row("C engine of --baseline", b))
+            print(f"  -> C engine / baseline: render {c['render'] / b['render']:.3f}, wall {c['wall'] / b['wall']:.3f}")
         if o.reference:
             ref = measure([o.reference, *args, "-nonoise", "-nopgm", "-floatfile", "float.bin",
                            "-intfile", "int.img"], env, rep)

@@ -607,8 +607,8 @@ static pixel_context make_context(const pb_plan *plan)
     return ctx;
 }
 
-/* Prepare the fast path when the crystal is square and structure factors are
-   nearest: the crystal axes as nine rows of orientations, each padded with zero
+/* Prepare the fast path when the crystal is square, structure factors are
+   nearest and there are at least PB_LANES orientations: the crystal axes as nine rows of orientations, each padded with zero
    axes to whole vectors (*soa, freed by the caller; NULL otherwise). */
 static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, double **soa_out)
 {
@@ -618,6 +618,8 @@ static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, do
     if (g->shape != PB_SHAPE_SQUARE || ctx->interpolate || (plan->has_table && table_size >= (size_t)1 << 30))
         return PB_OK;
     const size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains;
+    /* fewer orientations than lanes: the general loop's scalar arithmetic is cheaper */
+    if (n < PB_LANES) return PB_OK;
     const size_t stride = (n + PB_LANES - 1) / PB_LANES * PB_LANES;
     double *soa = calloc(9 * (stride > 0 ? stride : 1), sizeof *soa);
     if (soa == NULL) return PB_ERR_NOMEM;
