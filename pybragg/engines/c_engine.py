@@ -18,6 +18,7 @@ import numpy as np
 
 from pybragg._native import check, native
 from pybragg.config import Config
+from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan, stats_from_c
 from pybragg.result import Result, Stats, TraceRecord
@@ -43,7 +44,8 @@ def render_plan(
     ffi, lib = native()
     path = code_path or os.environ.get("PYBRAGG_C_CODE_PATH", "auto")
     if path not in CODE_PATHS:
-        raise ValueError(f"unknown C code path {path!r} (one of {', '.join(CODE_PATHS)})")
+        source = "code_path" if code_path else "PYBRAGG_C_CODE_PATH"
+        raise UsageError(f"{source}: unknown C code path {path!r} (one of {', '.join(CODE_PATHS)})")
     image = np.zeros(plan.shape, dtype=np.float32)
     stats = ffi.new("pb_stats *")
     opts = ffi.new("pb_render_options *")
