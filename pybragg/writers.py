@@ -23,6 +23,8 @@ from pybragg.result import Result
 RAD2DEG = 180.0 / math.pi
 
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # the range of the CBF and NeXus counts
+
 def smv_fields(result: Result) -> list[tuple[str, str]]:
     """Header fields (after SIZE1/SIZE2) of the SMV images, as the reference writes them."""
     g = result.geometry
@@ -229,26 +231,22 @@ def write_smv32(path: str, data: np.ndarray, fields: list[tuple[str, str]]) -> N
 
 
 def detector_counts(result: Result, outputs) -> np.ndarray:
-    """The counts the CBF and NeXus files hold: the noise image's photons as int32 (before the
-    ADC offset, no 16-bit cap), or with -nonoise the float image rounded."""
-    from pybragg.io.photons import photon_counts, rounded_counts
-    from pybragg.noise import noise_image
+    """The counts the CBF and NeXus files hold: the noise image's photons as int32 (the same
+    draws, from the same stream and seed, as ``-noisefile``, but before the ADC offset and without
+    the 16-bit cap), or with -nonoise the float image rounded."""
+    from dataclasses import replace
+
+    from pybragg.response import ResponseConfig, respond
 
     image = float32_image(result)
-    if outputs.write_noise and getattr(outputs, "response", None):
-        # the detector response's counts, before the ADC offset, as int32
-        from dataclasses import replace
-
-        from pybragg.response import respond
-
-        config = replace(response_config(result, outputs), adc_offset=0.0, bits=32)
-        counts = respond(image, config, outputs.noise_seed, tuple(result.geometry.roi)).counts
-        return np.minimum(counts, np.iinfo(np.int32).max).astype(np.int32)
-    if outputs.write_noise:
-        roi = tuple(result.geometry.roi)
-        capped, _, _ = noise_image(image, roi, outputs.noise_seed, 0.0)
-        return photon_counts(image, roi, outputs.noise_seed, capped)
-    return rounded_counts(image)
+    if not outputs.write_noise:
+        value = np.rint(np.asarray(image, dtype=np.float64))
+        return np.clip(value, INT32_MIN, INT32_MAX).astype(np.int32)
+    # the detector response of the flags (at its defaults the plain Poisson noise image), 32 bits
+    base = response_config(result, outputs) if getattr(outputs, "response", None) else ResponseConfig()
+    config = replace(base, adc_offset=0.0, bits=32)
+    counts = respond(image, config, outputs.noise_seed, tuple(result.geometry.roi)).counts
+    return np.minimum(counts, INT32_MAX).astype(np.int32)
 
 
 def _pixel_mask(result: Result, setup) -> np.ndarray:
