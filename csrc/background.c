@@ -215,20 +215,9 @@ int pb_render_background(const pb_plan *plan, const pb_background *bg, float *im
     if (rc != PB_OK) return rc;
 
     const pb_geometry *g = &plan->geo;
-    int row_begin = 0, row_end = g->data_spixels, nthreads = 0;
-    volatile long *progress = NULL;
-    if (opts != NULL) {
-        nthreads = opts->nthreads;
-        progress = opts->progress;
-        if (opts->row_end > 0) {
-            row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
-            row_end = opts->row_end > g->data_spixels ? g->data_spixels : opts->row_end;
-        }
-    }
-    if (nthreads <= 0) nthreads = default_threads();
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
+    const render_span span = render_span_of(g, opts);
+    const int row_begin = span.row_begin, row_end = span.row_end, nthreads = span.nthreads;
+    volatile long *progress = span.progress;
     const int units = plan->unit_start[plan->n_panels];
     double *unit_omega = calloc(units > 0 ? (size_t)units : 1, sizeof *unit_omega);
     double *weights = source_weights(plan);

@@ -198,6 +198,31 @@ static inline int default_threads(void)
 #endif
 }
 
+/* what a pb_render_options asks of a pass over the data array: its rows [row_begin, row_end),
+   the threads (OpenMP's default for <= 0; 1 without OpenMP) and the progress counter */
+typedef struct render_span {
+    int row_begin, row_end, nthreads;
+    volatile long *progress;
+} render_span;
+
+static inline render_span render_span_of(const pb_geometry *g, const pb_render_options *opts)
+{
+    render_span r = {0, g->data_spixels, 0, NULL};
+    if (opts != NULL) {
+        r.nthreads = opts->nthreads;
+        r.progress = opts->progress;
+        if (opts->row_end > 0) {
+            r.row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
+            r.row_end = opts->row_end > g->data_spixels ? g->data_spixels : opts->row_end;
+        }
+    }
+    if (r.nthreads <= 0) r.nthreads = default_threads();
+#ifndef _OPENMP
+    r.nthreads = 1;
+#endif
+    return r;
+}
+
 /* whether pixel (f, s) is rendered: inside the region of interest and the mask */
 static inline int pixel_selected(const pb_plan *p, int f, int s)
 {

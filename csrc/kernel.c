@@ -686,20 +686,9 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
         return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
 
     /* data-array rows to render */
-    int row_begin = 0, row_end = g->data_spixels, nthreads = 0;
-    volatile long *progress = NULL;
-    if (opts != NULL) {
-        nthreads = opts->nthreads;
-        progress = opts->progress;
-        if (opts->row_end > 0) {
-            row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
-            row_end = opts->row_end > g->data_spixels ? g->data_spixels : opts->row_end;
-        }
-    }
-    if (nthreads <= 0) nthreads = default_threads();
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
+    const render_span span = render_span_of(g, opts);
+    const int row_begin = span.row_begin, row_end = span.row_end, nthreads = span.nthreads;
+    volatile long *progress = span.progress;
     long fallbacks = 0;
     const int data_fpixels = g->data_fpixels;
     /* work units: the rows of every panel; each unit's solid-angle sum is added up in
