@@ -58,7 +58,7 @@ from pybragg.engines.torch.geometry import (
 )
 from pybragg.engines.torch.kernel import KernelSetup, source_terms, subpixels
 from pybragg.engines.torch.sources import build_sources
-from pybragg.engines.torch.vec import dot_components
+from pybragg.engines.torch.vec import dot_components, torch_dtype
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan
 
@@ -68,7 +68,6 @@ BG_PARAMETERS = (
     "thickness", "width", "height", "density", "fluence", "distance", "Xbeam", "Ybeam", "rotx", "roty",
     "rotz", "twotheta", "lambda0", "polarization",
 )
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _PAD_NEAR, _PAD_FAR = 1e98, 1e99
 # bytes of temporaries per (pixel x sub-pixel x source) element, in units of the float size
 _TEMPS = 48
@@ -129,14 +128,7 @@ class BackgroundModel:
     def __init__(self, config: Config, inputs: Inputs, sample: SampleConfig | None = None, *,
                  dtype: str | torch.dtype = "float64", device: str | torch.device | None = None,
                  memory_budget_gib: float = 1.0, plan: Plan | None = None):
-        if isinstance(dtype, torch.dtype):
-            self.dtype = dtype
-        elif dtype in _DTYPES:
-            self.dtype = _DTYPES[dtype]
-        else:
-            raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
-        if self.dtype not in (torch.float64, torch.float32):
-            raise ValueError("the torch engine computes in float64 or float32")
+        self.dtype = torch_dtype(dtype)
         if inputs is None or inputs.stol is None:
             raise ValueError("the background needs a stol table (inputs.stol)")
         if not memory_budget_gib > 0:

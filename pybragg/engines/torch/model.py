@@ -31,7 +31,7 @@ from pybragg.engines.torch.kernel import KernelSetup, RenderState
 from pybragg.engines.torch.lattice import Lattice
 from pybragg.engines.torch.sources import build_sources
 from pybragg.engines.torch.structure_factors import build_table
-from pybragg.engines.torch.vec import Scratch
+from pybragg.engines.torch.vec import Scratch, torch_dtype
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan
 from pybragg.result import Result
@@ -41,7 +41,6 @@ PARAMETERS = (
     "lambda0", "fluence", "polarization", "fudge", "N", "mosaic_spread",
 )
 _SHAPES = {"cell": (6,), "misset": (3,), "N": (3,)}
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class TorchModel:
@@ -67,14 +66,7 @@ class TorchModel:
         plan: Plan | None = None,
         share: TorchModel | None = None,
     ):
-        if isinstance(dtype, torch.dtype):
-            self.dtype = dtype
-        elif dtype in _DTYPES:
-            self.dtype = _DTYPES[dtype]
-        else:
-            raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
-        if self.dtype not in (torch.float64, torch.float32):
-            raise ValueError("the torch engine computes in float64 or float32")
+        self.dtype = torch_dtype(dtype)
         # A tophat spot has a sharp edge: single-precision Miller indices would move
         # sub-pixels across it, so that shape is computed in double precision.
         self.cdtype = self.dtype

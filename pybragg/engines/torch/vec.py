@@ -19,6 +19,19 @@ import torch
 Components = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+#: the precisions the engine computes in
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float64"``/``"float32"`` (or the torch dtype itself) as a torch dtype; others are refused."""
+    value = dtype if isinstance(dtype, torch.dtype) else DTYPES.get(dtype)  # type: ignore[arg-type]
+    if value is None:
+        raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    if value not in DTYPES.values():
+        raise ValueError("the torch engine computes in float64 or float32")
+    return value
+
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
