@@ -21,3 +21,7 @@ class EngineError(PybraggError, RuntimeError):
 
 class BackendUnavailable(PybraggError, RuntimeError):
     """The requested engine or device cannot be used here."""
+
+
+class ResourceLimitError(PybraggError, MemoryError):
+    """An input would need more memory (or another resource) than the machine or the limit allows."""

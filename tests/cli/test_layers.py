@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "pybragg"
 
 # lowest first; a module may import modules of its own layer or below
 LAYERS: list[tuple[str, ...]] = [
-    ("pybragg.errors", "pybragg.config", "pybragg._native", "pybragg.constants", "pybragg.io"),
+    ("pybragg.errors", "pybragg.memory", "pybragg.config", "pybragg._native", "pybragg.constants", "pybragg.io"),
     ("pybragg.inputs", "pybragg.result"),
     ("pybragg.noise", "pybragg.response", "pybragg.plan"),
     ("pybragg.engines",),
