@@ -8,9 +8,10 @@ program) and reports how the images differ.
 engines report the intermediate quantities of one pixel side by side and marks
 the first one that differs beyond the tolerance.
 
-Exit codes: 0 success; 1 failure (unreadable file, unwritable output); 2 usage
+Exit codes: 0 success; 1 failure (unreadable file, unwritable output, out of
+memory: the message names the option or flag whose work needed it); 2 usage
 error; 3 an engine failed; 4 ``compare``: correlation under ``--threshold``,
-``trace``: a quantity differs beyond ``--tolerance``.
+``trace``: a quantity differs beyond ``--rtol``/``--atol``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import importlib.util
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -27,16 +29,22 @@ import numpy as np
 
 from pybragg.cli.options import HelpShown, Parser
 from pybragg.engines import ENGINES
-from pybragg.errors import EngineError, PybraggError, UsageError
+from pybragg.errors import EngineError, PybraggError, ResourceLimitError, UsageError
 
 EXIT_ENGINE = 3
 EXIT_DIFFERENT = 4
 INDEX_KEYS = ("layer", "sub_s", "sub_f", "source", "phi", "domain")
 
 
-def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
-    """Options before ``--`` and nanoBragg flags after it (``--help`` needs no flags)."""
+def _split(argv: Sequence[str], command: str, parser: Parser) -> tuple[list[str], list[str]]:
+    """Options before ``--`` and nanoBragg flags after it (``--help`` needs no flags).
+
+    Without any argument the error line is the command's own usage.
+    """
     args = list(argv)
+    if not args:
+        usage = " ".join(parser.format_usage().split())
+        raise UsageError(f"pybragg {command}: no options and no nanoBragg flags; {usage} -- <nanoBragg flags>")
     if "--" not in args:
         if "-h" in args or "--help" in args:
             return args, []
@@ -44,6 +52,30 @@ def _split(argv: Sequence[str], command: str) -> tuple[list[str], list[str]]:
                          f"{'--pixel 10 20 ' if command == 'trace' else ''}-- -cell 100 100 100 90 90 90 ...")
     i = args.index("--")
     return args[:i], args[i + 1:]
+
+
+#: what torch and numpy say when an allocation fails (torch raises RuntimeError)
+_OOM_WORDS = ("out of memory", "can't allocate memory", "unable to allocate", "cannot allocate memory",
+              "not enough memory")
+
+
+@contextmanager
+def _memory(what: str) -> Iterator[None]:
+    """An allocation failure inside as a :class:`ResourceLimitError` that names ``what`` asked for it.
+
+    A :class:`ResourceLimitError` raised on purpose (the memory rule, :mod:`pybragg.memory`) already
+    names its flag or file and passes unchanged.
+    """
+    try:
+        yield
+    except PybraggError:
+        raise
+    except MemoryError as exc:
+        raise ResourceLimitError(f"{what}: out of memory ({exc or 'the allocation failed'})") from exc
+    except RuntimeError as exc:
+        if any(word in str(exc).lower() for word in _OOM_WORDS):
+            raise ResourceLimitError(f"{what}: out of memory ({str(exc).splitlines()[0][:160]})") from exc
+        raise
 
 
 def _tolerance(value: float, flag: str) -> float:
@@ -71,12 +103,14 @@ def _simulator(flags: list[str], backend: str, dtype: str, device: str | None):
 
 
 def _render(flags: list[str], backend: str, dtype: str, device: str | None):
-    sim = _simulator(flags, backend, dtype, device)
+    with _memory(f"--engines {backend}: reading the input files of the nanoBragg flags"):
+        sim = _simulator(flags, backend, dtype, device)
     try:
-        return sim.run()
-    except EngineError:
+        with _memory(f"--engines {backend}: rendering with the {backend} engine"):
+            return sim.run()
+    except PybraggError:
         raise
-    except (RuntimeError, ValueError, MemoryError) as exc:
+    except (RuntimeError, ValueError) as exc:
         raise EngineError(f"{backend} engine failed: {exc}") from exc
 
 
@@ -122,7 +156,6 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from pybragg.compare import compare_images
     from pybragg.io.floatimage import read_float_image
 
-    opts, flags = _split(argv, "compare")
     p = Parser(prog="pybragg compare", description="Compare two renders of one configuration.")
     p.add_argument("--threshold", type=float, default=None, help="fail (exit 4) when correlation is below this")
     p.add_argument("--roi", type=int, nargs=4, metavar=("XMIN", "XMAX", "YMIN", "YMAX"),
@@ -133,6 +166,7 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--engines", default=",".join(ENGINES), help=f"two engines to compare (default {','.join(ENGINES)})")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--device", default=None)
+    opts, flags = _split(argv, "compare", p)
     o = p.parse_args(opts)
     engines = _engines(o.engines)
     if o.against is None and len(engines) != 2:
@@ -147,7 +181,8 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     first = _render(flags, engines[0], o.dtype, o.device)
     shape = first.image.shape
     if o.against is not None:
-        other = read_float_image(o.against, shape)
+        with _memory(f"--against {o.against}"):
+            other = read_float_image(o.against, shape)
         label_b = os.path.basename(o.against)
     else:
         second = _render(flags, engines[1], o.dtype, o.device)
@@ -158,12 +193,15 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if o.roi is not None:
         xmin, xmax, ymin, ymax = o.roi
         if xmin > xmax or ymin > ymax:
-            raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax}: XMIN must not exceed XMAX, nor YMIN YMAX")
+            which = f"XMIN {xmin} > XMAX {xmax}" if xmin > xmax else f"YMIN {ymin} > YMAX {ymax}"
+            raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax}: the box is inverted ({which}; "
+                             "XMIN must not exceed XMAX, nor YMIN YMAX)")
         if not (0 <= xmin <= xmax < shape[1] and 0 <= ymin <= ymax < shape[0]):
             raise UsageError(f"--roi {xmin} {xmax} {ymin} {ymax} is outside the {shape[1]}x{shape[0]} detector")
         a, b = a[ymin:ymax + 1, xmin:xmax + 1], b[ymin:ymax + 1, xmin:xmax + 1]
         offset = (ymin, xmin)
-    result = compare_images(a, b, f"{engines[0]} ({first.dtype})", label_b)
+    with _memory("--roi" if o.roi is not None else f"--engines {o.engines}: comparing the images"):
+        result = compare_images(a, b, f"{engines[0]} ({first.dtype})", label_b)
     # report pixels in detector coordinates
     result.max_abs_pixel = (result.max_abs_pixel[0] + offset[0], result.max_abs_pixel[1] + offset[1])
     result.max_rel_pixel = (result.max_rel_pixel[0] + offset[0], result.max_rel_pixel[1] + offset[1])
@@ -178,7 +216,9 @@ def run_compare(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             from pybragg.io.atomic import atomic_write
 
             atomic_write(os.path.join(o.outdir, "summary.json"), json.dumps(summary, indent=2).encode())
-            out.writelines(f"  wrote {path}\n" for path in _previews(o.outdir, a, b, (result.label_a, result.label_b)))
+            with _memory(f"--outdir {o.outdir}: the PNG previews"):
+                previews = _previews(o.outdir, a, b, (result.label_a, result.label_b))
+            out.writelines(f"  wrote {path}\n" for path in previews)
             out.write(f"  wrote {os.path.join(o.outdir, 'summary.json')}\n")
         except OSError as exc:
             raise PybraggError(f"--outdir: cannot write: {exc}") from exc
@@ -298,7 +338,6 @@ def _fmt(values: tuple[float, ...] | None) -> str:
 
 def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """The ``pybragg trace`` command."""
-    opts, flags = _split(argv, "trace")
     p = Parser(prog="pybragg trace", description="Trace one pixel through the engines.")
     p.add_argument("--pixel", type=int, nargs=2, metavar=("SLOW", "FAST"), required=True,
                    help="the pixel: data-array coordinates, or within --panel")
@@ -314,6 +353,7 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--atol", type=float, default=1e-12, help="absolute tolerance (default 1e-12)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--device", default=None)
+    opts, flags = _split(argv, "trace", p)
     o = p.parse_args(opts)
     engines = _engines(o.engines)
     rtol, atol = _tolerance(o.rtol, "--rtol"), _tolerance(o.atol, "--atol")
@@ -322,7 +362,8 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     spixel, fpixel = o.pixel
     from pybragg.plan import Plan
 
-    base = _simulator(flags, "c", o.dtype, None)  # flags parsed and input files read once
+    with _memory("--engines: reading the input files of the nanoBragg flags"):
+        base = _simulator(flags, "c", o.dtype, None)  # flags parsed and input files read once
     plan = Plan(base.config, base.inputs)
     g_rows, g_cols = plan.shape
     panel = _panel_of(plan, base.config, o.panel, spixel, fpixel) if o.panel is not None else None
@@ -337,8 +378,9 @@ def run_trace(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     pixel_values: dict[str, float] = {}
     for engine in engines:
         try:
-            records, value = _trace_records(engine, base, fpixel, spixel, o.dtype, o.device)
-        except EngineError:
+            with _memory(f"--engines {engine}: tracing pixel (slow {spixel}, fast {fpixel}) with the {engine} engine"):
+                records, value = _trace_records(engine, base, fpixel, spixel, o.dtype, o.device)
+        except PybraggError:
             raise
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"{engine} engine failed to trace: {exc}") from exc

@@ -212,3 +212,99 @@ def test_trace_refuses_impossible_options(options: list[str], message: str, tmp_
 def test_compare_names_an_inverted_roi(tmp_path) -> None:
     proc = run_cli(["compare", "--engines", "c,c", "--roi", "5", "2", "0", "3", "--", *TINY], tmp_path)
     assert proc.returncode == 2 and "XMIN must not exceed XMAX" in proc.stderr and "outside" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["compare", "trace"])
+def test_bare_command_shows_its_own_usage_on_one_line(command: str, tmp_path) -> None:
+    proc = run_cli([command], tmp_path)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"pybragg: error: pybragg {command}: ")
+    assert f"usage: pybragg {command} [-h]" in lines[0] and lines[0].endswith("-- <nanoBragg flags>")
+    other = "trace" if command == "compare" else "compare"
+    assert other not in lines[0]
+    if command == "trace":
+        assert "--pixel SLOW FAST" in lines[0]
+
+
+class _NoMemory:
+    """A simulator whose render fails for want of memory, as numpy, torch or the memory rule say it."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def run(self):
+        raise self.exc
+
+
+def _main_in_process(argv: list[str], capsys) -> tuple[int, list[str]]:
+    from pybragg.cli.main import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize("exc", [
+    MemoryError(),
+    MemoryError("Unable to allocate 20.0 GiB for an array with shape (1401, 1401, 1401)"),
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 21474836480 bytes."),
+])
+def test_compare_out_of_memory_names_the_engine_flag(exc: BaseException, monkeypatch, capsys) -> None:
+    from pybragg.cli import tools
+
+    monkeypatch.setattr(tools, "_simulator", lambda *args: _NoMemory(exc))
+    code, lines = _main_in_process(["compare", "--engines", "c,torch", "--", *TINY], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("pybragg: error: --engines c: rendering with the c engine: out of memory")
+
+
+def test_compare_passes_the_memory_rule_message_unchanged(monkeypatch, capsys) -> None:
+    from pybragg.cli import tools
+    from pybragg.errors import ResourceLimitError
+
+    said = "-hkl big.hkl: the structure-factor grid 1401 x 1401 x 1401 needs 20.5 GiB, more than the 1.0 GiB available"
+    monkeypatch.setattr(tools, "_simulator", lambda *args: _NoMemory(ResourceLimitError(said)))
+    code, lines = _main_in_process(["compare", "--engines", "c,torch", "--", *TINY], capsys)
+    assert code == 1 and lines == [f"pybragg: error: {said}"]
+
+
+def test_compare_against_out_of_memory_names_the_file(monkeypatch, capsys, tmp_path) -> None:
+    from pybragg.io import floatimage
+
+    def no_memory(path, shape=None):
+        raise MemoryError("Unable to allocate 64.0 GiB")
+
+    monkeypatch.setattr(floatimage, "read_float_image", no_memory)
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"\0" * 256)
+    code, lines = _main_in_process(["compare", "--engines", "c", "--against", str(other), "--", *TINY], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"pybragg: error: --against {other}: out of memory (Unable to allocate 64.0 GiB)")
+
+
+def test_trace_out_of_memory_names_the_engine_and_pixel(monkeypatch, capsys) -> None:
+    from pybragg.cli import tools
+
+    def no_memory(*args):
+        raise MemoryError()
+
+    monkeypatch.setattr(tools, "_trace_records", no_memory)
+    code, lines = _main_in_process(["trace", "--pixel", "1", "2", "--engines", "c", "--", *TINY], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("pybragg: error: --engines c: tracing pixel (slow 1, fast 2) with the c engine: "
+                               "out of memory")
+
+
+def test_trace_and_compare_errors_are_one_line_without_traceback(tmp_path) -> None:
+    for argv in (["trace", "--pixel", "1", "1", "--engines", "c", "--rtol", "-1", "--", *TINY],
+                 ["trace", "--pixel", "1", "1", "--engines", "c", "--step", "source=99", "--", *TINY],
+                 ["compare", "--engines", "c,c", "--roi", "5", "2", "0", "3", "--", *TINY],
+                 ["compare", "--engines", "c,c", "--roi", "0", "99", "0", "3", "--", *TINY]):
+        proc = run_cli(argv, tmp_path)
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("pybragg: error: "), (argv, lines)
+        flag = next(a for a in argv if a in ("--rtol", "--step", "--roi"))
+        assert flag in lines[0]
+        if flag == "--roi":
+            inverted = argv[4:6] == ["5", "2"]
+            assert ("is inverted (XMIN 5 > XMAX 2" in lines[0]) == inverted and ("outside" in lines[0]) != inverted
