@@ -273,3 +273,51 @@ class SampleConfig:
     molecular_weight: float = 18.0
     #: number of molecules; None or 0: from the density
     molecules: float | None = None
+
+
+#: range of the engine's ``int`` fields and of its seeds (``long``, negated by the engine)
+_C_INT = (-(2**31), 2**31 - 1)
+_C_SEED = (-(2**63 - 1), 2**63 - 1)
+
+
+def _check_number(name: str, value: object) -> None:
+    from pybragg.errors import UsageError
+
+    if isinstance(value, (bool, enum.Enum)) or value is None:
+        return
+    if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
+        lo, hi = _C_SEED if name.endswith("seed") else _C_INT
+        if not lo <= int(value) <= hi:  # type: ignore[call-overload]
+            raise UsageError(f"config.{name}: {int(value)} is out of the engine's range ({lo} to {hi})")  # type: ignore[call-overload]
+        return
+    if isinstance(value, float) or (hasattr(value, "dtype") and value.dtype.kind == "f"):
+        if not math.isfinite(float(value)):  # type: ignore[arg-type]
+            raise UsageError(f"config.{name}: {float(value)!r} is not a finite number")  # type: ignore[arg-type]
+        return
+    if isinstance(value, (tuple, list)):
+        for k, item in enumerate(value):
+            _check_number(f"{name}[{k}]", item)
+        return
+    raise UsageError(f"config.{name}: expected a number, got {type(value).__name__} {value!r:.40}")
+
+
+def check_config(config: Config) -> None:
+    """Refuse a configuration the engines cannot take (:class:`~pybragg.errors.UsageError` naming the
+    field): a value that is not a number where one is expected, a non-finite float, an integer out
+    of the range of the engine's field.  The command line checks its flags already; this guards the
+    Python API."""
+    from pybragg.errors import UsageError
+
+    if not isinstance(config, Config):
+        raise UsageError(f"expected a pybragg.Config, got {type(config).__name__}")
+    for name, value in iter_fields(config):
+        if name == "detector.panels":
+            for i, panel in enumerate(value or ()):
+                if not isinstance(panel, PanelConfig):
+                    raise UsageError(f"config.detector.panels[{i}]: expected a PanelConfig, got "
+                                     f"{type(panel).__name__}")
+                for pname, pvalue in iter_fields(panel):
+                    if pname != "name":
+                        _check_number(f"detector.panels[{i}].{pname}", pvalue)
+            continue
+        _check_number(name, value)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UsageError
 from .parse import _convert_values, _is_number, _missing
-from .table import MM, NUMBER, PHOTONS_M2, UM_DIV, Flag, Kind, Unit, nonnegative, positive
+from .table import MM, NUMBER, PHOTONS_M2, SEED_RANGE, UM_DIV, Flag, Kind, Unit, nonnegative, positive
 
 ANGSTROM_HEADER = Unit("Å", "Å", lambda v: v)
 
@@ -56,13 +56,13 @@ NOISIFY_FLAGS: tuple[Flag, ...] = (
          kind=Kind.FLOAT, metavars=("FRACTION",), check=nonnegative, targets=(_R + "calibration",),
          default="0.03"),
     Flag("-seed", "noise", "seed of every error but the calibration (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_R + "seed",), default="from the clock"),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_R + "seed",), default="from the clock"),
     Flag("-calib_seed", "noise", "seed of the calibration error (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_R + "calib_seed",),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_R + "calib_seed",),
          default="internal state 123456789 (that is, -calib_seed -123456789)"),
-    Flag("-badpix_seed", "noise", "accepted for compatibility (no effect)", kind=Kind.INT, metavars=("SEED",),
+    Flag("-badpix_seed", "noise", "accepted for compatibility (no effect)", limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",),
          targets=("ignored.badpix_seed",), default="1234", affects_image=False),
-    Flag("-hotpix_seed", "noise", "accepted for compatibility (no effect)", kind=Kind.INT, metavars=("SEED",),
+    Flag("-hotpix_seed", "noise", "accepted for compatibility (no effect)", limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",),
          targets=("ignored.hotpix_seed",), default="5678", affects_image=False),
     Flag("-psf", "noise", "point-spread function type", kind=Kind.KEYWORD, metavars=("TYPE",),
          keywords=(("gauss", "gauss"), ("fiber", "fiber")), targets=(_R + "psf",), default="none"),

@@ -39,7 +39,7 @@ from ..config import Config, Misset
 from ..errors import UsageError
 from ..io.errors import FormatError
 from ..io.stol import resolve_path as resolve_stol_path
-from .table import ABSORB, RTD, Flag, Kind, lookup
+from .table import ABSORB, INT_RANGE, RTD, Flag, Kind, lookup
 
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _INT_RE = re.compile(r"[+-]?\d+\Z")
@@ -178,6 +178,8 @@ def _parse_float(spelled: str, token: str) -> float:
 def _parse_int(spelled: str, token: str) -> int:
     if not _INT_RE.match(token):
         raise UsageError(f"{spelled}: expected an integer, got {token!r}")
+    if len(token) > 40:  # int() of a huge string is slow; far outside every range anyway
+        raise UsageError(f"{spelled}: {token[:20]}...: the integer is out of range")
     return int(token)
 
 
@@ -185,7 +187,31 @@ def _parse_count(spelled: str, token: str) -> int:
     # like C's atoi on a plain decimal: the fraction is dropped
     if not _COUNT_RE.match(token):
         raise UsageError(f"{spelled}: expected a number of unit cells, got {token!r}")
+    if len(token.split(".")[0]) > 40:
+        raise UsageError(f"{spelled}: {token[:20]}...: the number is out of range")
     return int(float(token))
+
+
+def value_range(flag: Flag) -> tuple[float, float] | None:
+    """The inclusive range of ``flag``'s values as typed: its ``limits``, else a C ``int``'s for
+    integers and unit-cell counts (the field the value ends in), else None (floats: finite only)."""
+    if flag.limits is not None:
+        return flag.limits
+    if flag.kind in (Kind.INT, Kind.COUNT):
+        return INT_RANGE
+    return None
+
+
+def _check_range(flag: Flag, spelled: str, values: tuple) -> None:
+    bounds = value_range(flag)
+    if bounds is None:
+        return
+    lo, hi = bounds
+    for value in values:
+        if value > hi:
+            raise UsageError(f"{spelled}: {value} is too large (at most {hi})")
+        if value < lo:
+            raise UsageError(f"{spelled}: {value} is too small (at least {lo})")
 
 
 def _check_readable(spelled: str, path: str) -> None:
@@ -273,6 +299,8 @@ def _convert_values(flag: Flag, spelled: str, raw: list[str]) -> _Given:
             if not token:
                 raise UsageError(f"{spelled}: empty value")
         values = tuple(raw)
+    if flag.kind in (Kind.INT, Kind.COUNT, Kind.FLOAT):
+        _check_range(flag, spelled, values)
     if flag.check is not None and values:
         complaint = flag.check(values)
         if complaint:

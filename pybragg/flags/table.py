@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..config import Convention, Misset, Pivot, Shape
 from ..engines import BACKENDS, DEFAULT_BACKEND, DTYPES
+from ..simulator import MAX_THREADS
 
 #: degrees per radian, computed as the reference computes it (180 * 1/pi)
 RTD = 180.0 * 0.318309886183790671538
@@ -126,6 +127,20 @@ def roi_box(values: Sequence[float]) -> str | None:
     return None
 
 
+#: range of a C ``int`` field: every integer flag and unit-cell count unless its flag says otherwise
+INT_RANGE: tuple[int, int] = (-(2**31), 2**31 - 1)
+#: range of a seed (a C ``long``, negated by the engine, so the most negative ``long`` is left out)
+SEED_RANGE: tuple[int, int] = (-(2**63 - 1), 2**63 - 1)
+#: largest structure factor accepted (-default_F, the -hkl tables): F^2 times any scale stays finite
+MAX_F = 1e100
+
+
+def amplitude(values: Sequence[float]) -> str | None:
+    """A structure factor: |F| at most :data:`MAX_F`."""
+    bad = _first(values, lambda v: abs(v) <= MAX_F)
+    return None if bad is None else f"|F| must be at most {MAX_F:g} (its square overflows), got {bad:g}"
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -165,6 +180,9 @@ class Flag:
     default: str = ""
     #: False for flags the reference parses but that do not change the image
     affects_image: bool = True
+    #: smallest and largest value accepted, as typed (inclusive; None: the kind's range, see
+    #: :func:`value_range`): the C field a value ends in decides it
+    limits: tuple[float, float] | None = None
 
     @property
     def nargs(self) -> int:
@@ -262,10 +280,10 @@ FLAGS: tuple[Flag, ...] = (
          kind=Kind.FLOAT, metavars=("RX", "RY", "RZ"), unit=DEGREE,
          keywords=(("random", Misset.RANDOM),), action="misset", default="0 0 0"),
     Flag("-misset_seed", "crystal", "random-number seed of -misset random (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_C + "misset_seed",),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_C + "misset_seed",),
          default="from the clock"),
     Flag("-default_F", "crystal", "structure factor of every reflection missing from the -hkl table",
-         kind=Kind.FLOAT, metavars=("F",), targets=(_C + "default_F",), default="0"),
+         kind=Kind.FLOAT, metavars=("F",), check=amplitude, targets=(_C + "default_F",), default="0"),
     Flag("-N", "crystal", "unit cells along a, b and c (a fraction is truncated: 5.7 means 5)",
          kind=Kind.COUNT, metavars=("N",), check=nonnegative,
          targets=(_C + "N[0]", _C + "N[1]", _C + "N[2]"), default="1"),
@@ -312,7 +330,7 @@ FLAGS: tuple[Flag, ...] = (
          kind=Kind.FLOAT, metavars=("SPREAD",), unit=DEGREE, check=nonnegative,
          targets=(_C + "mosaic_spread",), default="0"),
     Flag("-mosaic_seed", "crystal", "random-number seed of the mosaic domains (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_C + "mosaic_seed",), default="12345678"),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_C + "mosaic_seed",), default="12345678"),
     Flag("-phi", "crystal", "spindle angle at the start of the exposure",
          kind=Kind.FLOAT, metavars=("ANGLE",), unit=DEGREE, targets=(_C + "phi0",), default="0"),
     Flag("-osc", "crystal", "oscillation range about the spindle",
@@ -646,7 +664,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-nonoise", "noise", "write no noise image (wins wherever it stands)",
          sets=((_O + "write_noise", False),), deferred=True, default="off"),
     Flag("-seed", "noise", "random-number seed of the noise image (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_O + "noise_seed",),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_O + "noise_seed",),
          default="from the clock"),
     # detector response of the noise image (noisify's flags; pybragg.response) -- issue 13
     Flag("-readout_noise", "noise", "Gaussian read-out noise added to every noise-image pixel (ADU rms)",
@@ -659,7 +677,7 @@ FLAGS: tuple[Flag, ...] = (
          kind=Kind.FLOAT, metavars=("FRACTION",), check=nonnegative, targets=(_O + "response.calibration",),
          default="0 (noisify's default is 0.03)"),
     Flag("-calib_seed", "noise", "seed of the calibration error (negated internally, as typed here)",
-         kind=Kind.INT, metavars=("SEED",), targets=(_O + "response.calib_seed",),
+         limits=SEED_RANGE, kind=Kind.INT, metavars=("SEED",), targets=(_O + "response.calib_seed",),
          default="noisify's: internal state 123456789"),
     Flag("-gain", "noise", "ADU per photon of the noise image", kind=Kind.FLOAT, metavars=("ADU",),
          targets=(_O + "response.gain",), default="1"),
@@ -687,8 +705,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--memory-budget", "engine", "memory the engine may use for intermediate arrays",
          kind=Kind.FLOAT, metavars=("GIB",), unit=GIB, check=positive,
          targets=("memory_budget_gib",), default="2"),
-    Flag("--threads", "engine", "CPU threads (0: all)",
-         kind=Kind.INT, metavars=("N",), check=nonnegative, targets=("threads",), default="0"),
+    Flag("--threads", "engine", f"CPU threads (0: all; at most {MAX_THREADS})",
+         kind=Kind.INT, metavars=("N",), limits=(0, MAX_THREADS), targets=("threads",), default="0"),
     Flag("-h", "engine", "show this help and exit", aliases=("-help", "--help"), action="help",
          default="", affects_image=False),
     Flag("--version", "engine", "print pybragg's version and exit", action="version",
