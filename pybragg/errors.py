@@ -25,3 +25,17 @@ class BackendUnavailable(PybraggError, RuntimeError):
 
 class ResourceLimitError(PybraggError, MemoryError):
     """An input would need more memory (or another resource) than the machine or the limit allows."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP ended the command (the command line's handlers raise it); exit
+    code 128 + the signal's number (130 for SIGINT).  A KeyboardInterrupt, so whatever stops on
+    Ctrl-C (the engines) stops on it too."""
+
+    def __init__(self, signo: int = 2):
+        super().__init__(signo)
+        self.signo = int(signo)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signo

@@ -3,21 +3,19 @@ experiment list and PNG preview, all of them written completely or none of them.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from pybragg.errors import UsageError
-from pybragg.io.atomic import new_file_mode
+from pybragg.io.atomic import atomic_write, commit_files, final_target, write_bytes
 from pybragg.io.cformat import c_g
-from pybragg.io.floatimage import write_float_image
-from pybragg.io.pgm import write_pgm
-from pybragg.io.smv import write_smv
+from pybragg.io.floatimage import float_image_bytes
+from pybragg.io.pgm import pgm_bytes
+from pybragg.io.smv import smv_bytes
 from pybragg.result import Result
 
 RAD2DEG = 180.0 / math.pi
@@ -147,60 +145,50 @@ class Written:
 
 
 def check_writable(paths: list[str]) -> None:
-    """Raise OSError naming the first path whose folder cannot be written."""
+    """Raise OSError naming the first path that cannot be written (before anything is rendered).
+
+    A symlink is judged by its target (the file that gets written); an existing device or FIFO
+    must be writable itself, any other output's folder must exist and be writable, and the name
+    must fit the folder's file system.
+    """
     for path in paths:
-        folder = os.path.dirname(os.path.abspath(path))
+        target = final_target(path)
+        if os.path.isdir(target):
+            raise OSError(f"{path}: is a folder")
+        if os.path.exists(target) and not os.path.isfile(target):  # a device, FIFO or socket: written into
+            if not os.access(target, os.W_OK):
+                raise OSError(f"{path}: is not writable")
+            continue
+        folder = os.path.dirname(target)
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise OSError(f"{path}: {folder} is not a folder")
         if not os.path.isdir(folder):
             raise OSError(f"{path}: folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise OSError(f"{path}: folder {folder} is not writable")
-        if os.path.isdir(path):
-            raise OSError(f"{path}: is a folder")
+        try:
+            longest = os.pathconf(folder, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            longest = 255
+        if longest > 0 and len(os.fsencode(os.path.basename(target))) > longest:
+            raise OSError(f"{path}: file name too long (at most {longest} bytes in {folder})")
 
 
-def _commit(jobs: list[tuple[str, Callable[[str], None]]]) -> None:
-    """Write every ``(path, writer)`` job to a hidden file beside its path, then move them all in place.
-
-    Nothing reaches a final path until every file has been written in full, so
-    a failure on any one of them (full disk, bad name) leaves no output at all
-    and no temporary file; files that existed before are then left untouched.
-    """
-    staged: list[tuple[str, str]] = []
-    try:
-        for path, write in jobs:
-            folder = os.path.dirname(os.path.abspath(path))
-            try:
-                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
-                os.close(fd)
-                staged.append((tmp, path))
-                write(tmp)
-                os.chmod(tmp, new_file_mode(path))
-            except OSError as exc:
-                raise OSError(f"{path}: {exc.strerror or exc}") from exc
-        while staged:
-            tmp, path = staged[0]
-            try:
-                os.replace(tmp, path)
-            except OSError as exc:
-                raise OSError(f"{path}: {exc.strerror or exc}") from exc
-            staged.pop(0)
-    finally:
-        for tmp, _ in staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+def requested_outputs(outputs) -> list[tuple[str, str]]:
+    """``(flag, path)`` of every file ``outputs`` asks for, in the order they are written."""
+    wanted = [(flag, p) for flag, p in (("-floatfile", outputs.floatfile), ("-intfile", outputs.intfile)) if p]
+    if outputs.write_pgm and outputs.pgmfile:
+        wanted.append(("-pgmfile", outputs.pgmfile))
+    if outputs.write_noise and outputs.noisefile:
+        wanted.append(("-noisefile", outputs.noisefile))
+    flags = ("-cbffile", "-nexusfile", "-exptfile", "-pngfile", "-geomfile")
+    wanted += [(flag, p) for flag, p in zip(flags, _extra_paths(outputs), strict=True) if p]
+    return wanted
 
 
 def requested_paths(outputs) -> list[str]:
     """Every file ``outputs`` asks for, in the order they are written."""
-    wanted = [p for p in (outputs.floatfile, outputs.intfile) if p]
-    if outputs.write_pgm and outputs.pgmfile:
-        wanted.append(outputs.pgmfile)
-    if outputs.write_noise and outputs.noisefile:
-        wanted.append(outputs.noisefile)
-    wanted += [p for p in _extra_paths(outputs) if p]
-    return wanted
+    return [path for _, path in requested_outputs(outputs)]
 
 
 def _extra_paths(outputs) -> tuple[str | None, ...]:
@@ -221,13 +209,17 @@ def response_config(result: Result, outputs):
 
 def write_smv32(path: str, data: np.ndarray, fields: list[tuple[str, str]]) -> None:
     """Write a (slow, fast) uint32 image as SMV (TYPE=long_integer), as noisify's -bits 32 does."""
-    from pybragg.io.atomic import atomic_write
+    atomic_write(path, smv32_bytes(data, fields))
+
+
+def smv32_bytes(data: np.ndarray, fields: list[tuple[str, str]]) -> bytes:
+    """The bytes of :func:`write_smv32`."""
     from pybragg.io.smv import format_smv_header
 
     header = format_smv_header(fields, shape=data.shape)
     longer = header.replace(b"TYPE=unsigned_short;", b"TYPE=long_integer;", 1)
     longer += b" " * (len(header) - len(longer))
-    atomic_write(path, longer + np.ascontiguousarray(data, dtype="<u4").tobytes())
+    return longer + np.ascontiguousarray(data, dtype="<u4").tobytes()
 
 
 def detector_counts(result: Result, outputs) -> np.ndarray:
@@ -374,7 +366,9 @@ def check_formats(result: Result, outputs) -> None:
 
 
 def write_outputs(result: Result, outputs, space_group: str | None = None) -> Written:
-    """Write every output that ``outputs`` asks for: all of them completely, or none.
+    """Write every output that ``outputs`` asks for: all of them completely, or none
+    (:func:`pybragg.io.atomic.commit_files`: staged, then moved in place together, put back if a
+    move fails or a signal comes).
 
     ``space_group``: the crystal's space group (from an MTZ, mmCIF or model file), for the
     experiment list and the NeXus file.
@@ -385,14 +379,14 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
     fields = smv_fields(result)
     image = float32_image(result)
     if outputs.floatfile:
-        jobs.append((outputs.floatfile, lambda path: write_float_image(path, image)))
+        jobs.append((outputs.floatfile, lambda path: write_bytes(path, float_image_bytes(image))))
     counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
     if outputs.intfile:
-        jobs.append((outputs.intfile, lambda path: write_smv(path, counts, fields)))
+        jobs.append((outputs.intfile, lambda path: write_bytes(path, smv_bytes(counts, fields))))
     pgm_scale = None
     if outputs.write_pgm and outputs.pgmfile:
         grey, pgm_scale = pgm_image(result, outputs.pgm_scale, int_scale)
-        jobs.append((outputs.pgmfile, lambda path: write_pgm(path, grey, pgm_scale)))
+        jobs.append((outputs.pgmfile, lambda path: write_bytes(path, pgm_bytes(grey, pgm_scale))))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
         response = response_config(result, outputs)
@@ -401,10 +395,10 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
         )
         noisy = zero_uncovered(noisy, result)
         if noisy.dtype == np.uint32:
-            jobs.append((outputs.noisefile, lambda path: write_smv32(path, noisy, fields)))
+            jobs.append((outputs.noisefile, lambda path: write_bytes(path, smv32_bytes(noisy, fields))))
         else:
-            jobs.append((outputs.noisefile, lambda path: write_smv(path, noisy, fields)))
+            jobs.append((outputs.noisefile, lambda path: write_bytes(path, smv_bytes(noisy, fields))))
     check_formats(result, outputs)
     jobs += _extra_jobs(result, outputs, space_group)
-    _commit(jobs)
+    commit_files(jobs)
     return Written([path for path, _ in jobs], int_scale, pgm_scale, photons, overloads)

@@ -1,22 +1,32 @@
 """``pybragg``: the nanoBragg-compatible command line.
 
-Exit codes: 0 success, 2 usage error (bad flag or value), 1 any other failure
-(unreadable or garbled input file, engine failure, unwritable output).
+Exit codes: 0 success, 2 usage error (bad flag or value, an output that is an input or another
+output), 1 any other failure (unreadable or garbled input file, engine failure, unwritable output,
+a full or closed stdout after the files were written), 128 + N when signal N (SIGINT 130,
+SIGTERM 143, SIGHUP 129) ends it, 141 quietly when the reader of stdout goes away (``| head``).
+
+The files are written as one set (:func:`pybragg.io.atomic.commit_files`) before anything is
+printed on stdout: the summary goes out after the files are in place, and whatever happens to
+stdout does not change them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import io
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
-from pybragg.errors import EngineError, PybraggError, UsageError
+from pybragg.errors import EngineError, Interrupted, PybraggError, UsageError
 
 RAD2DEG = 180.0 / math.pi
 
@@ -111,6 +121,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from pybragg.cli.help import format_help
     from pybragg.flags import from_args
     from pybragg.flags.load import add_background
+    from pybragg.io.atomic import check_distinct
     from pybragg.writers import check_writable, requested_paths, write_outputs
 
     if any(a in ("-h", "--help", "-help") for a in argv):
@@ -126,6 +137,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     sim = from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
     inv = sim.invocation
     o = inv.outputs
+    check_distinct(*file_flags(argv, inv))
     try:
         check_writable(requested_paths(o))
     except OSError as exc:
@@ -145,11 +157,13 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     finally:
         if isinstance(bar, ProgressBar):
             bar.close()
-    print_summary(result, out)
+    summary = io.StringIO()  # printed once the files are written
+    print_summary(result, summary)
     try:
         written = write_outputs(result, o, space_group=getattr(sim.inputs, "space_group", None))
     except OSError as exc:
         raise PybraggError(f"cannot write output: {exc}") from exc
+    out.write(summary.getvalue())
     out.write(f"  intfile_scale = {written.int_scale:.6g}\n")
     if written.pgm_scale is not None:
         out.write(f"  pgm_scale = {written.pgm_scale:.6g}\n")
@@ -159,6 +173,44 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     out.writelines(f"  wrote {path}\n" for path in written.files)
     _write_dump(sim, out, err)
     return 0
+
+
+def file_flags(argv: Sequence[str], inv) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(flag, path)`` of the files a command line writes and of those it reads.
+
+    Inputs are the flag table's file flags (``-hkl``, ``-mat``, ``-mask``, ``-geom``, ...) named
+    as typed; the ``-dump`` cache is an output with ``-hkl`` or ``-pdb`` and an input (when it
+    exists) without them.
+    """
+    from pybragg.flags.table import FLAGS, Kind, lookup
+    from pybragg.io.stol import resolve_path
+    from pybragg.writers import requested_outputs
+
+    typed: dict[str, str] = {}
+    for token in argv:
+        flag = lookup(token)
+        if flag is not None and flag.kind is Kind.PATH:
+            for target in flag.targets:
+                typed[target] = token
+    inputs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for flag in FLAGS:
+        if flag.kind is not Kind.PATH:
+            continue
+        for target in flag.targets:
+            path = getattr(inv, target, None) if "." not in target else None
+            if target in seen or not path:
+                continue
+            seen.add(target)
+            inputs.append((typed.get(target, flag.name), resolve_path(path) if target == "stol_path" else str(path)))
+    outputs = requested_outputs(inv.outputs)
+    dump = inv.outputs.dumpfile
+    if dump:
+        if inv.hkl_path is not None or getattr(inv, "pdb_path", None) is not None:
+            outputs.append(("-dump", dump))
+        elif os.path.exists(dump):
+            inputs.append(("-dump", dump))
+    return outputs, inputs
 
 
 def _name_input_file(exc: EngineError, inv) -> EngineError:
@@ -217,37 +269,181 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     sys.stderr.write(f"warning: {message}\n")
 
 
+#: subcommands whose stdout is held until they end (their files are written before it is printed)
+BUFFERED = ("nonbragg", "noisify")
+#: exit code when the reader of stdout went away (128 + SIGPIPE, as for a program that signal ends)
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pybragg`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    with warnings.catch_warnings():
+    _open_standard_fds()
+    with warnings.catch_warnings(), _signals_raise_interrupted():
         warnings.showwarning = _show_warning
         return _main(args)
 
 
-def _main(args: list[str]) -> int:
+def _open_standard_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2 (``>&-``), so that no file written later gets that
+    number and receives another library's prints; a closed stdout stays ``sys.stdout is None``."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                got = os.open(os.devnull, os.O_RDWR)
+                if got != fd:
+                    os.dup2(got, fd)
+                    os.close(got)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def _raise_interrupted(signo: int, frame: object) -> None:
+    raise Interrupted(signo)
+
+
+@contextlib.contextmanager
+def _signals_raise_interrupted() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise :class:`~pybragg.errors.Interrupted` (a KeyboardInterrupt)
+    for the length of the command; one already ignored (``nohup``) stays ignored."""
+    previous: list[tuple[int, object]] = []
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signo = getattr(signal, name, None)
+            if signo is None:
+                continue
+            old = signal.getsignal(signo)
+            if old is signal.SIG_IGN or old is None:
+                continue
+            signal.signal(signo, _raise_interrupted)
+            previous.append((signo, old))
     try:
-        if args and args[0] in SUBCOMMANDS:
-            module = importlib.import_module(SUBCOMMANDS[args[0]])
-            return module.main(args[0], args[1:], sys.stdout, sys.stderr)
-        return run_simulation(args, sys.stdout, sys.stderr)
-    except UsageError as exc:
-        sys.stderr.write(f"pybragg: error: {exc}\n")
-        return 2
-    except PybraggError as exc:
-        sys.stderr.write(f"pybragg: error: {exc}\n")
-        return exc.exit_code
-    except BrokenPipeError:
-        # the reader went away (e.g. `pybragg ... | head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("pybragg: interrupted\n")
-        return 130
-    except MemoryError:
-        sys.stderr.write("pybragg: error: out of memory\n")
-        return 1
+        yield
+    finally:
+        for signo, old in reversed(previous):
+            signal.signal(signo, old)  # type: ignore[arg-type]
+
+
+class StdoutFailed(Exception):
+    """Writing the command's stdout failed (not an OSError, so that no file handler takes it)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+class _GuardedStdout:
+    """``sys.stdout`` for the subcommands that print as they go: a failed write raises
+    :class:`StdoutFailed`."""
+
+    def __init__(self, stream: TextIO | None):
+        self._stream = stream
+
+    def _target(self) -> TextIO:
+        if self._stream is None:
+            raise StdoutFailed(OSError(errno.EBADF, os.strerror(errno.EBADF)))
+        return self._stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._target().write(text)
+        except OSError as exc:
+            raise StdoutFailed(exc) from exc
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._target().flush()
+        except OSError as exc:
+            raise StdoutFailed(exc) from exc
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self._target(), name)
+
+
+def _silence_stdout() -> None:
+    """After stdout failed: later writes (the interpreter's last flush) go to /dev/null."""
+    try:
+        fd = sys.stdout.fileno() if sys.stdout is not None else -1
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+
+
+def _emit(text: str) -> None:
+    """Print ``text`` on stdout now (raises StdoutFailed)."""
+    if not text:
+        return
+    out = _GuardedStdout(sys.stdout)
+    out.write(text)
+    out.flush()
+
+
+def _status(exc: BaseException) -> tuple[int, str | None] | None:
+    """Exit code and stderr line of an exception that ends the command (None: not ours)."""
+    if isinstance(exc, UsageError):
+        return 2, f"pybragg: error: {exc}"
+    if isinstance(exc, PybraggError):
+        return exc.exit_code, f"pybragg: error: {exc}"
+    if isinstance(exc, (StdoutFailed, BrokenPipeError)):
+        error = exc.error if isinstance(exc, StdoutFailed) else exc
+        _silence_stdout()
+        if isinstance(error, BrokenPipeError):  # the reader went away (`pybragg ... | head`): quietly
+            return EXIT_BROKEN_PIPE, None
+        return 1, f"pybragg: error: stdout: {error.strerror or error}"
+    if isinstance(exc, KeyboardInterrupt):
+        signo = getattr(exc, "signo", signal.SIGINT)
+        try:
+            name = signal.Signals(signo).name
+        except ValueError:
+            name = f"signal {signo}"
+        return 128 + signo, f"pybragg: interrupted ({name})"
+    if isinstance(exc, MemoryError):
+        return 1, "pybragg: error: out of memory"
+    return None
+
+
+def _main(args: list[str]) -> int:
+    """Run one command; its stdout is printed after its files are written (see the module's note)."""
+    held = io.StringIO()
+    command = args[0] if args and args[0] in SUBCOMMANDS else None
+    message: str | None = None
+    try:
+        try:
+            if command is None:
+                code = run_simulation(args, held, sys.stderr)
+            else:
+                module = importlib.import_module(SUBCOMMANDS[command])
+                out = held if command in BUFFERED else _GuardedStdout(sys.stdout)
+                code = module.main(command, args[1:], out, sys.stderr)  # type: ignore[arg-type]
+        except BaseException as exc:
+            status = _status(exc)
+            if status is None or isinstance(exc, KeyboardInterrupt):
+                raise
+            code, message = status
+        try:
+            _emit(held.getvalue())  # also what came before an error, as the command printed it
+        except StdoutFailed as exc:
+            status = _status(exc)
+            if message is None and status is not None:
+                code, message = status
+    except KeyboardInterrupt as exc:
+        code, message = _status(exc)  # type: ignore[misc]
+    if message is not None:
+        sys.stderr.write(message + "\n")
+    return code
 
 
 if __name__ == "__main__":

@@ -85,10 +85,9 @@ def _smv_header(bits: int, geom: dict, xpixels: int, ypixels: int) -> bytes:
 
 
 def _writer(data: bytes):
-    def write(path: str) -> None:
-        with open(path, "wb") as fh:
-            fh.write(data)
-    return write
+    from pybragg.io.atomic import write_bytes
+
+    return lambda path: write_bytes(path, data)
 
 
 def _pgm(counts16: np.ndarray) -> bytes:
@@ -110,8 +109,9 @@ def _help(out: TextIO) -> None:
 
 def run_noisify(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from pybragg.flags.noisify import parse_noisify
+    from pybragg.io.atomic import check_distinct, commit_files
     from pybragg.response import ResponseConfig, noiseless_counts, photon_scale, psf, respond
-    from pybragg.writers import _commit, check_writable
+    from pybragg.writers import check_writable
 
     inv = parse_noisify(argv)
     if inv.show_help:
@@ -163,11 +163,14 @@ def run_noisify(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         adc_offset=float(r["adc_offset"]), readout_noise=readout, psf=r["psf"], psf_fwhm=float(r["psf_fwhm"]),
         psf_radius=int(r["psf_radius"]), pixel_size=float(geom["pixel"]), bits=bits)
 
-    paths = [str(inv.outputs["intfile"])]
+    wanted = [("-intfile", str(inv.outputs["intfile"]))]
     if inv.write_pgm:
-        paths.append(str(inv.outputs["pgmfile"]))
+        wanted.append(("-pgmfile", str(inv.outputs["pgmfile"])))
     if inv.write_noise:
-        paths.append(str(inv.outputs["noisefile"]))
+        wanted.append(("-noisefile", str(inv.outputs["noisefile"])))
+    inputs = [("-floatfile", floatfile)] + ([("-header", str(inv.headerfile))] if inv.headerfile else [])
+    check_distinct(wanted, inputs)
+    paths = [path for _, path in wanted]
     check_writable(paths)
 
     raw = np.fromfile(floatfile, dtype=np.float32)
@@ -195,7 +198,7 @@ def run_noisify(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         out.write(f"{s.photons:.0f} photons on noise image ({s.overloads} overloads)\n")
         noisy = res.counts
         jobs.append((paths[-1], _writer(header + noisy.tobytes())))
-    _commit(jobs)
+    commit_files(jobs)
     out.writelines(f"wrote {path}\n" for path in paths)
     return 0
 

@@ -76,14 +76,15 @@ def run(args: Sequence[str], out: TextIO) -> int:
     from pybragg import background
     from pybragg.flags.nonbragg import parse, resolve
     from pybragg.inputs import Inputs
-    from pybragg.io.floatimage import write_float_image
-    from pybragg.io.pgm import write_pgm
-    from pybragg.io.smv import write_smv
+    from pybragg.io.atomic import check_distinct, commit_files, write_bytes
+    from pybragg.io.floatimage import float_image_bytes
+    from pybragg.io.pgm import pgm_bytes
+    from pybragg.io.smv import smv_bytes
     from pybragg.io.sources import read_source_file
-    from pybragg.io.stol import read_stol
+    from pybragg.io.stol import read_stol, resolve_path
     from pybragg.noise import noise_image
     from pybragg.plan import Plan
-    from pybragg.writers import _commit, check_writable, float32_image, int_image, pgm_image
+    from pybragg.writers import check_writable, float32_image, int_image, pgm_image
 
     inv = parse(args)
     if inv.show_help:
@@ -93,8 +94,11 @@ def run(args: Sequence[str], out: TextIO) -> int:
     table = read_stol(inv.stol_path, inv.stol_scale)
     sources = read_source_file(inv.source_path) if inv.source_path else None
     inputs = Inputs(stol=table, sources=sources)
-    paths = [inv.floatfile, inv.intfile] + ([inv.pgmfile] if inv.write_pgm else []) + (
-        [inv.noisefile] if inv.write_noise else [])
+    wanted = [("-floatfile", inv.floatfile), ("-intfile", inv.intfile)] + (
+        [("-pgmfile", inv.pgmfile)] if inv.write_pgm else []) + ([("-noisefile", inv.noisefile)] if inv.write_noise else [])
+    stol_flag = next((a for a in reversed(args) if a in ("-stol", "-4stol", "-Q")), "-stol")
+    check_distinct(wanted, [(stol_flag, resolve_path(inv.stol_path)), ("-sourcefile", inv.source_path)])
+    paths = [path for _, path in wanted]
     try:
         check_writable(paths)
     except OSError as exc:
@@ -120,8 +124,8 @@ def run(args: Sequence[str], out: TextIO) -> int:
     fields = header_fields(result, header["detsize_y"])
     image = float32_image(result)
     counts, int_scale = int_image(result, inv.intfile_scale, inv.adc_offset)
-    jobs = [(inv.floatfile, lambda p: write_float_image(p, image)),
-            (inv.intfile, lambda p: write_smv(p, counts, fields))]
+    jobs = [(inv.floatfile, lambda p: write_bytes(p, float_image_bytes(image))),
+            (inv.intfile, lambda p: write_bytes(p, smv_bytes(counts, fields)))]
     st = result.stats
     out.write(f"max_I = {st.max_I:g}\nmean= {st.mean:g} rms= {st.rms:g} rmsd= {st.rmsd:g}\n")
     out.write(f"intfile_scale = {int_scale:g}\n")
@@ -132,13 +136,13 @@ def run(args: Sequence[str], out: TextIO) -> int:
             pgm_scale = 250.0 / (5.0 * rmsd) if rmsd > 0.0 else int_scale
         grey, pgm_scale = pgm_image(result, pgm_scale, int_scale)
         out.write(f"pgm_scale = {pgm_scale:g}\n")
-        jobs.append((inv.pgmfile, lambda p: write_pgm(p, grey, pgm_scale)))
+        jobs.append((inv.pgmfile, lambda p: write_bytes(p, pgm_bytes(grey, pgm_scale))))
     if inv.write_noise:
         noisy, photons, overloads = noise_image(image, tuple(g.roi), inv.noise_seed, inv.adc_offset)
         out.write(f"{photons:.0f} photons on noise image ({overloads} overloads)\n")
-        jobs.append((inv.noisefile, lambda p: write_smv(p, noisy, fields)))
+        jobs.append((inv.noisefile, lambda p: write_bytes(p, smv_bytes(noisy, fields))))
     try:
-        _commit(jobs)
+        commit_files(jobs)
     except OSError as exc:
         raise PybraggError(str(exc)) from exc
     out.writelines(f"wrote {path}\n" for path, _ in jobs)

@@ -10,10 +10,14 @@ from .atomic import atomic_write
 from .errors import FormatError, describe_path, read_bytes
 
 
+def float_image_bytes(image: np.ndarray) -> bytes:
+    """The bytes of :func:`write_float_image`: little-endian float32, C order (slow, fast)."""
+    return np.ascontiguousarray(image, dtype="<f4").tobytes()
+
+
 def write_float_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     """Write ``image`` as little-endian float32, C order (slow, fast)."""
-    data = np.ascontiguousarray(image, dtype="<f4")
-    atomic_write(path, data.tobytes())
+    atomic_write(path, float_image_bytes(image))
 
 
 def read_float_image(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -15,6 +15,11 @@ _WHITESPACE = b" \t\n\r\v\f"
 
 def write_pgm(path: str | os.PathLike[str], data: np.ndarray, scale: float) -> None:
     """Write a (slow, fast) uint8 image as P5 PGM noting the scale in a comment."""
+    atomic_write(path, pgm_bytes(data, scale))
+
+
+def pgm_bytes(data: np.ndarray, scale: float) -> bytes:
+    """The bytes of :func:`write_pgm`."""
     pixels = np.asarray(data)
     if pixels.ndim != 2:
         raise ValueError(f"PGM image must be 2-D (slow, fast), got shape {pixels.shape}")
@@ -22,7 +27,7 @@ def write_pgm(path: str | os.PathLike[str], data: np.ndarray, scale: float) -> N
         raise ValueError(f"PGM pixels must be uint8, got {pixels.dtype}")
     slow, fast = pixels.shape
     header = f"P5\n{fast} {slow}\n# pixels scaled by {c_g(scale)}\n255\n".encode("ascii")
-    atomic_write(path, header + np.ascontiguousarray(pixels).tobytes())
+    return header + np.ascontiguousarray(pixels).tobytes()
 
 
 def read_pgm(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict]:

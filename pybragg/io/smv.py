@@ -166,6 +166,11 @@ def format_smv_header(fields: list[tuple[str, str]], shape: tuple[int, int] | No
 
 def write_smv(path: str | os.PathLike[str], data: np.ndarray, fields: list[tuple[str, str]]) -> None:
     """Write a (slow, fast) uint16 image as SMV with the given extra header fields."""
+    atomic_write(path, smv_bytes(data, fields))
+
+
+def smv_bytes(data: np.ndarray, fields: list[tuple[str, str]]) -> bytes:
+    """The bytes of :func:`write_smv`."""
     pixels = np.asarray(data)
     if pixels.ndim != 2:
         raise ValueError(f"SMV image must be 2-D (slow, fast), got shape {pixels.shape}")
@@ -178,4 +183,4 @@ def write_smv(path: str | os.PathLike[str], data: np.ndarray, fields: list[tuple
     if not fits:
         raise ValueError(f"SMV pixels must be uint16, got {pixels.dtype}")
     header = format_smv_header(fields, shape=(pixels.shape[0], pixels.shape[1]))
-    atomic_write(path, header + np.ascontiguousarray(pixels, dtype="<u2").tobytes())
+    return header + np.ascontiguousarray(pixels, dtype="<u2").tobytes()
