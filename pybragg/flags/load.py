@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from pybragg.config import SampleConfig
-from pybragg.errors import UsageError
+from pybragg.errors import ResourceLimitError, UsageError
 from pybragg.inputs import Inputs
 from pybragg.io.errors import FormatError
 from pybragg.io.hkl import HKLTable, read_fdump, read_hkl, write_fdump
@@ -32,8 +32,10 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
     neither ``-cell`` nor ``-mat`` is given, and must agree with ``-cell`` when it is.
     """
     from pybragg.flags.parse import check_invocation
+    from pybragg.simulator import check_detector_memory
 
     check_invocation(inv)
+    check_detector_memory(inv.config, inv)  # before any file is read: a detector too large is refused first
     crystal = inv.config.crystal
     hkl = None
     space_group = None
@@ -46,12 +48,15 @@ def load_inputs(inv, write_dump: bool = False) -> Inputs:
         if reflection_format(inv.hkl_path) is None:
             if getattr(inv, "hkl_column", None) is not None:
                 raise UsageError(f"-hkl_column: {inv.hkl_path} is a text table (h k l F): it has no columns to choose")
-            hkl = read_hkl(inv.hkl_path, default_F=crystal.default_F)
+            try:
+                hkl = read_hkl(inv.hkl_path, default_F=crystal.default_F)
+            except ResourceLimitError as exc:
+                raise ResourceLimitError(f"-hkl: {exc}") from None
         else:
             refl = _named("-hkl", lambda: read_reflections(inv.hkl_path, getattr(inv, "hkl_column", None)))
             space_group, file_cell = refl.space_group, refl.cell
             _take_cell(inv, "-hkl", inv.hkl_path, file_cell)
-            hkl = p1_table(refl, crystal.default_F)
+            hkl = _named("-hkl", lambda: p1_table(refl, crystal.default_F, inv.hkl_path))
         if write_dump and dump:
             write_fdump(dump, hkl)
     elif pdb_path is not None:
@@ -138,6 +143,8 @@ def _named(flag: str, read):
         return read()
     except FormatError as exc:
         raise FormatError(f"{flag}: {exc}") from None
+    except ResourceLimitError as exc:
+        raise ResourceLimitError(f"{flag}: {exc}") from None
 
 
 def _take_cell(inv, flag: str, path: str, cell: tuple[float, ...]) -> None:
@@ -187,4 +194,5 @@ def _model_table(inv, path: str) -> tuple[HKLTable, str, tuple[float, ...]]:
     d_table = 1.0 / (1.0 / d_corner + 2.0 * star) if math.isfinite(d_corner) else 1.0 / (2.0 * star)
     refl = _named("-pdb", lambda: model_reflections(st, d_table, anomalous=bool(getattr(inv, "pdb_anomalous", False)),
                                                     wavelength=g.lambda0, name=path))
-    return p1_table(refl, inv.config.crystal.default_F), refl.space_group, cell
+    table = _named("-pdb", lambda: p1_table(refl, inv.config.crystal.default_F, path))
+    return table, refl.space_group, cell

@@ -76,6 +76,11 @@ def apply_detector_files(inv, names: set[str]) -> None:
     elif expt_path is not None:
         _refuse_placing(names, "-expt")
         _apply_expt(inv, expt_path, names)
+    if geom_path is not None or expt_path is not None:
+        from ..simulator import check_detector_memory
+
+        # before the data array's mask is made from the file's bad regions
+        check_detector_memory(inv.config, inv)
 
 
 def _apply_geom(inv, path: str, names: set[str]) -> None:

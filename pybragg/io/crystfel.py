@@ -472,6 +472,17 @@ def _slab_rows(geom: CrystfelGeometry) -> dict[str, int]:
     return {p.name: (blocks[p.get("data")] * slabs + fixed.get(p.name, 0)) * height for p in geom.panels}
 
 
+#: most panels a detector file may hold (the overlap checks compare every pair; the largest detectors
+#: in use have a few hundred)
+MAX_PANELS = 16384
+
+
+def check_panel_count(n: int) -> None:
+    """Refuse a detector file with more than :data:`MAX_PANELS` panels."""
+    if n > MAX_PANELS:
+        raise FormatError(f"{n} panels: more than the {MAX_PANELS} a detector file may hold")
+
+
 def lab_panels(geom: CrystfelGeometry, *, clen: float | None = None, clen_shift: float = 0.0,
                photon_energy_ev: float | None = None) -> list[LabPanel]:
     """The panels of ``geom`` in pybragg's frame (``clen`` overrides the file's camera length, as
@@ -484,6 +495,7 @@ def lab_panels(geom: CrystfelGeometry, *, clen: float | None = None, clen_shift:
     not one pixel step long or parallel to the other, a panel whose centre lies behind the
     sample (z <= 0) and panels whose data ranges overlap.
     """
+    check_panel_count(len(geom.panels))
     rows = _slab_rows(geom)
     out: list[LabPanel] = []
     for p in geom.panels:

@@ -255,6 +255,12 @@ def _frames(det: dict, where: str) -> list[tuple[np.ndarray, np.ndarray, np.ndar
     panels = det.get("panels")
     if not isinstance(panels, list) or not panels:
         raise FormatError(f"{where}: the detector has no panels")
+    from .crystfel import check_panel_count
+
+    try:
+        check_panel_count(len(panels))
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from None
     local = []
     for i, p in enumerate(panels):
         w = f"{where}: panel {i}"
@@ -393,7 +399,7 @@ def read_expt(path: str | os.PathLike[str], experiment: int = 0) -> ExptModel:
 
     where = os.fspath(path)
     try:
-        doc = json.loads(read_text(path))
+        doc = json.loads(read_text(path, max_line=None))  # JSON may be one long line
     except json.JSONDecodeError as exc:
         raise FormatError(f"{where}: not JSON: {exc.msg} at line {exc.lineno}") from None
     if not isinstance(doc, dict) or doc.get("__id__") != "ExperimentList":

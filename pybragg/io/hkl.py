@@ -10,8 +10,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pybragg.memory import check_allocation, format_bytes
+
 from .atomic import atomic_write
-from .errors import FormatError, describe_path, read_bytes, read_text, shorten
+from .errors import MAX_LINE_BYTES, FormatError, describe_path, read_bytes, shorten
+
+#: largest |h|, |k|, |l| accepted: the engine's index fields are C ints
+MAX_INDEX = 2**31 - 1
+#: largest |F| accepted: F^2 times any scale of the image stays finite
+MAX_F = 1e100
+#: copies of the dense grid a render holds at once (the table, the engine's copy of it)
+GRID_COPIES = 2
+#: bytes of memory the text parse takes per byte of the file (the numbers, the lines' list, copies)
+PARSE_BYTES_PER_BYTE = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,12 +40,28 @@ class HKLTable:
     count: int
 
     def __post_init__(self) -> None:
-        grid = np.ascontiguousarray(self.F, dtype=np.float64)
+        from pybragg.errors import UsageError
+
+        try:
+            grid = np.ascontiguousarray(self.F, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"HKLTable.F must be an array of numbers: {exc}") from None
         if grid.ndim != 3 or 0 in grid.shape:
-            raise ValueError(f"HKLTable.F must be a non-empty 3-D array, got shape {grid.shape}")
+            raise UsageError(f"HKLTable.F must be a non-empty 3-D array, got shape {grid.shape}")
+        bad = bad_amplitudes(grid)
+        if bad:
+            raise UsageError(f"HKLTable.F: {bad}")
         object.__setattr__(self, "F", grid)
         for name in ("h_min", "k_min", "l_min", "count"):
-            object.__setattr__(self, name, int(getattr(self, name)))
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise UsageError(f"HKLTable.{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name, n in zip(("h_min", "k_min", "l_min"), grid.shape):
+            lo = getattr(self, name)
+            if not (-MAX_INDEX <= lo and lo + n - 1 <= MAX_INDEX):
+                raise UsageError(f"HKLTable.{name}: the indices {lo}..{lo + n - 1} pass the engine's range "
+                                 f"(|index| <= {MAX_INDEX})")
 
     @property
     def h_max(self) -> int:
@@ -50,6 +77,19 @@ class HKLTable:
     def l_max(self) -> int:
         """Largest l index in the table."""
         return self.l_min + self.F.shape[2] - 1
+
+
+def bad_amplitudes(F: np.ndarray) -> str | None:
+    """Why amplitudes ``F`` cannot be rendered (a NaN, an infinity, |F| > :data:`MAX_F`), or None."""
+    values = np.asarray(F, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        return f"{int(values.size - finite.sum())} structure factors are not finite (NaN or infinite)"
+    big = np.abs(values) > MAX_F
+    if big.any():
+        return (f"{int(big.sum())} structure factors have |F| > {MAX_F:g} (the largest {float(np.abs(values).max()):g}): "
+                "their squares overflow")
+    return None
 
 
 def _index(token: str) -> int | None:
@@ -79,6 +119,8 @@ def _parse_fast(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     hkl = table[:, :3]
     if not (np.isfinite(table).all() and (hkl == np.floor(hkl)).all()):
         return None
+    if not ((np.abs(hkl) <= MAX_INDEX).all() and (np.abs(table[:, 3]) <= MAX_F).all()):
+        return None  # the slow parse names the line
     return hkl.astype(np.int64), table[:, 3].copy()
 
 
@@ -103,6 +145,12 @@ def _parse_slow(name: str, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
             )
         if not math.isfinite(numbers[3]):
             raise FormatError(f"{name}: line {lineno}: structure factor is not finite: {shorten(tokens[3])}")
+        if max(abs(h), abs(k), abs(l_)) > MAX_INDEX:
+            raise FormatError(f"{name}: line {lineno}: Miller index out of range (|h|, |k|, |l| <= {MAX_INDEX}): "
+                              f"{shorten(' '.join(tokens[:3]))}")
+        if abs(numbers[3]) > MAX_F:
+            raise FormatError(f"{name}: line {lineno}: |F| is larger than {MAX_F:g} (its square overflows): "
+                              f"{shorten(tokens[3])}")
         indices.append((h, k, l_))
         values.append(numbers[3])
     if not indices:
@@ -150,13 +198,34 @@ def coverage_problem(idx: np.ndarray) -> str | None:
     return None
 
 
-def table_from_arrays(idx: np.ndarray, values: np.ndarray, default_F: float = 0.0) -> HKLTable:
+def table_from_arrays(idx: np.ndarray, values: np.ndarray, default_F: float = 0.0,
+                      name: str = "the structure-factor table") -> HKLTable:
     """A dense table of reflections ``idx`` (n, 3) and amplitudes ``values``; later duplicates win,
-    cells missing from the list hold ``default_F``."""
+    cells missing from the list hold ``default_F``.
+
+    ``name`` (the file) starts the messages: amplitudes that are not finite or exceed :data:`MAX_F`
+    and indices beyond :data:`MAX_INDEX` are a :class:`FormatError`; a dense grid larger than the
+    memory rule allows a :class:`~pybragg.errors.ResourceLimitError`, before it is allocated.
+    """
     idx = np.asarray(idx, dtype=np.int64).reshape(-1, 3)
     values = np.asarray(values, dtype=np.float64).ravel()
+    if len(idx) == 0:
+        raise FormatError(f"{name}: no reflections found")
+    bad = bad_amplitudes(values)
+    if bad:
+        raise FormatError(f"{name}: {bad}")
+    if not math.isfinite(default_F) or abs(default_F) > MAX_F:
+        raise FormatError(f"{name}: -default_F {default_F:g} is not finite or larger than {MAX_F:g}")
     lo = idx.min(axis=0)
-    shape = tuple(int(n) for n in idx.max(axis=0) - lo + 1)
+    hi = idx.max(axis=0)
+    if (np.abs(lo) > MAX_INDEX).any() or (np.abs(hi) > MAX_INDEX).any():
+        raise FormatError(f"{name}: Miller indices out of range (|h|, |k|, |l| <= {MAX_INDEX}): "
+                          f"h {lo[0]}..{hi[0]}, k {lo[1]}..{hi[1]}, l {lo[2]}..{hi[2]}")
+    shape = tuple(int(h) - int(low) + 1 for h, low in zip(hi, lo))
+    check_allocation(GRID_COPIES * 8.0 * shape[0] * shape[1] * shape[2],
+                     f"{name}: the structure-factor grid {shape[0]} x {shape[1]} x {shape[2]} "
+                     f"(h {lo[0]}..{hi[0]}, k {lo[1]}..{hi[1]}, l {lo[2]}..{hi[2]}; float64, with the "
+                     "engine's copy)")
     flat = np.ravel_multi_index(tuple((idx - lo).T), shape)
     # keep the last occurrence of every reflection
     _, first_from_end = np.unique(flat[::-1], return_index=True)
@@ -175,9 +244,15 @@ def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0, warn: bool = 
     says when the table covers only part of the sphere (see :func:`coverage_problem`).
     """
     name = describe_path(path)
-    parsed = _parse_fast(read_bytes(path))
-    idx, values = parsed if parsed is not None else _parse_slow(name, read_text(path).splitlines())
-    table = table_from_arrays(idx, values, default_F)
+    data = read_bytes(path, max_line=MAX_LINE_BYTES)
+    check_allocation(PARSE_BYTES_PER_BYTE * len(data), f"{name}: parsing its {format_bytes(len(data))} of text")
+    parsed = _parse_fast(data)
+    if parsed is not None:
+        idx, values = parsed
+    else:
+        idx, values = _parse_slow(name, data.decode("utf-8", errors="replace").splitlines())
+    del data
+    table = table_from_arrays(idx, values, default_F, name)
     if warn:
         problem = coverage_problem(np.unique(idx, axis=0))
         if problem:
@@ -207,6 +282,9 @@ def read_fdump(path: str | os.PathLike[str]) -> HKLTable:
             f"got {shorten(head)}"
         )
     h_min, h_max, k_min, k_max, l_min, l_max = (int(g) for g in match.groups())
+    if max(abs(h_min), abs(h_max), abs(k_min), abs(k_max), abs(l_min), abs(l_max)) > MAX_INDEX:
+        raise FormatError(f"{name}: bad Fdump header: Miller indices out of range (|index| <= {MAX_INDEX}): "
+                          f"h {h_min}..{h_max}, k {k_min}..{k_max}, l {l_min}..{l_max}")
     if h_max < h_min or k_max < k_min or l_max < l_min:
         raise FormatError(
             f"{name}: bad Fdump header: negative index range "
@@ -223,6 +301,9 @@ def read_fdump(path: str | os.PathLike[str]) -> HKLTable:
         )
     padded = np.frombuffer(data, dtype="<f8", count=need // 8).reshape(shape)
     grid = padded[:-1, :-1, :-1].astype(np.float64)
+    bad = bad_amplitudes(grid)
+    if bad:
+        raise FormatError(f"{name}: {bad} (the HKL reader refuses them too; delete the file or give -hkl)")
     return HKLTable(F=grid, h_min=h_min, k_min=k_min, l_min=l_min, count=grid.size)
 
 

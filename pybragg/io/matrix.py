@@ -9,6 +9,9 @@ import numpy as np
 
 from .errors import FormatError, describe_path, read_text, shorten
 
+#: largest element accepted: lambda * a* is about lambda / a, far below 1 for any crystal
+MAX_ELEMENT = 1e6
+
 
 def read_mosflm_matrix(path: str | os.PathLike[str]) -> np.ndarray:
     """Return the 3x3 matrix A from the first nine numbers of a MOSFLM matrix file.
@@ -28,6 +31,9 @@ def read_mosflm_matrix(path: str | os.PathLike[str]) -> np.ndarray:
             ) from None
         if not math.isfinite(value):
             raise FormatError(f"{name}: number {position} of the matrix is not finite: {shorten(token)}")
+        if abs(value) > MAX_ELEMENT:
+            raise FormatError(f"{name}: number {position} of the matrix is implausibly large (|value| > "
+                              f"{MAX_ELEMENT:g}; it is a reciprocal axis times the wavelength): {shorten(token)}")
         values.append(value)
     if len(values) < 9:
         raise FormatError(f"{name}: expected 9 numbers for a 3x3 orientation matrix, found {len(values)}")

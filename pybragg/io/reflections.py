@@ -115,6 +115,7 @@ def read_mtz(path: str | os.PathLike[str], column: str | None = None) -> Reflect
     """Amplitudes of an MTZ file (see the module docstring for the column chosen)."""
     gemmi = _gemmi()
     name = describe_path(path)
+    check_file_size(path)
     _check_mtz_layout(name, path)
     try:
         mtz = gemmi.read_mtz_file(os.fspath(path))
@@ -184,6 +185,7 @@ def read_sf_cif(path: str | os.PathLike[str], column: str | None = None) -> Refl
     """Amplitudes of a structure-factor mmCIF (the first block with a ``_refln`` loop)."""
     gemmi = _gemmi()
     name = describe_path(path)
+    check_file_size(path)
     try:
         doc = gemmi.cif.read(os.fspath(path))
         blocks = gemmi.as_refln_blocks(doc)
@@ -292,7 +294,30 @@ def expand_to_p1(hkl: np.ndarray, F: np.ndarray, space_group: str,
     return np.concatenate(parts_h), np.concatenate(parts_F)
 
 
-def p1_table(refl: Reflections, default_F: float = 0.0) -> HKLTable:
-    """The dense P1 table of ``refl`` (see :func:`expand_to_p1`)."""
+def p1_table(refl: Reflections, default_F: float = 0.0, name: str = "the structure-factor table") -> HKLTable:
+    """The dense P1 table of ``refl`` (see :func:`expand_to_p1`); ``name`` (the file) starts the
+    messages of :func:`~pybragg.io.hkl.table_from_arrays`."""
     idx, values = expand_to_p1(refl.hkl, refl.F, refl.space_group, refl.F_minus)
-    return table_from_arrays(idx, values, default_F)
+    return table_from_arrays(idx, values, default_F, name)
+
+
+#: bytes of memory gemmi and the expansion take per byte of an MTZ, mmCIF or model file (a guess on the
+#: large side: a text mmCIF becomes columns of numbers, a model its atoms and the map of its structure factors)
+GEMMI_BYTES_PER_BYTE = 16
+
+
+def check_file_size(path: str | os.PathLike[str], factor: float = GEMMI_BYTES_PER_BYTE) -> None:
+    """Refuse, before a library reads it, a file that is not a regular file (a device or a pipe has no
+    size to check) or whose reading would not fit the memory rule."""
+    from pybragg.memory import check_allocation, format_bytes
+
+    name = describe_path(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise FormatError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    import stat
+
+    if not stat.S_ISREG(info.st_mode):
+        raise FormatError(f"{name}: not a regular file (an MTZ, mmCIF or model file must be one)")
+    check_allocation(factor * info.st_size, f"{name}: reading its {format_bytes(info.st_size)}")

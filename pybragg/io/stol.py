@@ -28,6 +28,9 @@ SHIPPED = ("water", "air")
 #: how the first column becomes sin(theta)/lambda in 1/m, per flag
 SCALES = {"stol": 1e10, "4stol": 1e10 / 4, "Q": 1e10 / math.pi / 4}
 
+#: largest |sin(theta)/lambda| and |F| accepted (the background squares F)
+MAX_VALUE = 1e100
+
 _SPLIT = re.compile(r"[\s,;:]+")
 
 
@@ -84,6 +87,9 @@ def parse_stol(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
         if len(values) != 2 or not all(math.isfinite(v) for v in values):
             raise FormatError(f"{where}: line {number} is not two finite numbers "
                               f"(sin(theta)/lambda and F): {shorten(line.strip())!r}")
+        if max(abs(values[0]), abs(values[1])) > MAX_VALUE:
+            raise FormatError(f"{where}: line {number}: a value larger than {MAX_VALUE:g} (its square "
+                              f"overflows): {shorten(line.strip())!r}")
         xs.append(values[0])
         ys.append(values[1])
     if not xs:

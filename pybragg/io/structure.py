@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .errors import FormatError, describe_path
-from .reflections import Reflections, _cell, _gemmi
+from .reflections import Reflections, _cell, _gemmi, check_file_size
 
 HC_EV_ANGSTROM = 12398.42
 
@@ -26,6 +26,7 @@ def read_model(path: str | os.PathLike[str]):
     """The gemmi Structure of a PDB or mmCIF coordinate file, with cell and symmetry set up."""
     gemmi = _gemmi()
     name = describe_path(path)
+    check_file_size(path)
     try:
         st = gemmi.read_structure(os.fspath(path))
     except (RuntimeError, ValueError, OSError) as exc:
@@ -65,6 +66,14 @@ def model_reflections(st, d_min: float, *, anomalous: bool = False, wavelength: 
     gemmi = _gemmi()
     if not d_min > 0:
         raise ValueError("d_min must be positive")
+    from pybragg.memory import check_allocation
+
+    # the dense P1 grid the amplitudes end in spans about 2a/d x 2b/d x 2c/d indices: check it before
+    # gemmi lists the reflections (and this computes them one by one)
+    extent = [2 * int(length / d_min) + 3 for length in (st.cell.a, st.cell.b, st.cell.c)]
+    check_allocation(8.0 * extent[0] * extent[1] * extent[2],
+                     f"{name}: the structure-factor grid out to {d_min:.3g} A (about {extent[0]} x {extent[1]} x "
+                     f"{extent[2]})")
     sg = st.find_spacegroup()
     hkl = np.asarray(gemmi.make_miller_array(st.cell, sg, d_min, 0.0, True), dtype=np.int64)
     if len(hkl) == 0:
