@@ -28,6 +28,8 @@ from torch.utils.checkpoint import checkpoint
 
 from pybragg.engines.torch.geometry import Panel
 from pybragg.engines.torch.kernel import RenderState, pixel_photons
+from pybragg.errors import ResourceLimitError
+from pybragg.memory import available_bytes, check_allocation, format_bytes
 
 if TYPE_CHECKING:
     from pybragg.engines.torch.model import TorchModel
@@ -68,6 +70,52 @@ def pixel_bytes(model: TorchModel, panel: Panel, grad: bool = False, shots: int 
     return isz * (per_e * e + _SOURCE_TEMPS * n_sub * n_src + _SUB_TEMPS * n_sub)
 
 
+#: one pixel's temporaries up to this size are always allowed (a chunk holds at least one pixel): a
+#: budget smaller than that is met to within this many bytes
+PIXEL_SLACK = 1 << 20
+
+
+def device_available(device: torch.device) -> int:
+    """Bytes the engine's temporaries may take on ``device`` now: the memory rule's
+    (:func:`pybragg.memory.available_bytes`) on the CPU, the free memory of a CUDA device."""
+    if device.type == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free)
+        except (RuntimeError, AssertionError):  # pragma: no cover - no driver
+            return available_bytes()
+    return available_bytes()
+
+
+def budget_bytes(model: TorchModel) -> tuple[int, bool]:
+    """The bytes chunks may use: ``--memory-budget``, or less where the device has less free;
+    and whether ``--memory-budget`` is the smaller (True) or the device (False)."""
+    budget = int(model.memory_budget_gib * 2**30)
+    free = device_available(model.setup.device)
+    return (budget, True) if budget <= free else (free, False)
+
+
+def check_pixel_fits(model: TorchModel, panel: Panel, grad: bool = False, shots: int = 1) -> None:
+    """Refuse (:class:`~pybragg.errors.ResourceLimitError`) work whose one pixel's temporaries --
+    sub-pixels x sources x orientations -- do not fit the budget: chunks cannot be smaller than a
+    pixel, so the budget could not be kept."""
+    per_pixel = pixel_bytes(model, panel, grad, shots)
+    limit, is_budget = budget_bytes(model)
+    if per_pixel <= max(limit, PIXEL_SLACK):
+        return
+    setup = model.setup
+    work = (f"one pixel's {panel.n_sub} sub-pixels x {setup.sources.n * max(shots, 1)} sources x "
+            f"{setup.n_orient} orientations (mosaic domains x phi steps)")
+    if is_budget:
+        raise ResourceLimitError(
+            f"--memory-budget {model.memory_budget_gib:g}: {work} need {format_bytes(per_pixel)} of temporaries, "
+            f"more than the {format_bytes(limit)} budget (raise --memory-budget, or lower -oversample, the "
+            "sources or the orientations)")
+    raise ResourceLimitError(
+        f"{work} need {format_bytes(per_pixel)} of temporaries, more than the {format_bytes(limit)} "
+        f"available on {setup.device} (lower -oversample, the sources or the orientations)")
+
+
 def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent: int = 1,
                  intra: int = 1, shots: int = 1) -> int:
     """Pixels per chunk of ``panel`` that keep the temporaries of ``concurrent`` chunks within the budget.
@@ -81,8 +129,9 @@ def chunk_pixels(model: TorchModel, panel: Panel, grad: bool = False, concurrent
     setup = model.setup
     n_sub = panel.n_sub
     e = n_sub * setup.sources.n * max(shots, 1) * setup.n_orient
+    check_pixel_fits(model, panel, grad, shots)
     per_pixel = pixel_bytes(model, panel, grad, shots)
-    pixels = int(model.memory_budget_gib * 2**30 // max(per_pixel * max(concurrent, 1), 1))
+    pixels = int(budget_bytes(model)[0] // max(per_pixel * max(concurrent, 1), 1))
     if setup.device.type == "cpu" and not grad:
         intra = max(intra, 1)
         pixels = min(pixels, max(1, _CPU_CHUNK_ELEMENTS * intra // max(e, 1),
@@ -108,6 +157,9 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None,
     if not grad and cpu:
         workers = max(1, workers)
         pool = min(workers, _CPU_POOL_WORKERS)
+        limit = budget_bytes(model)[0]
+        if any(pixel_bytes(model, panel) * pool > limit for panel in model.panels):
+            pool = 1  # chunks of one pixel side by side would pass the budget: one after the other
         intra = max(1, workers // pool)
     # the units of work: (panel, first pixel, pixel count)
     units: list[tuple[Panel, int, int]] = []
@@ -121,6 +173,12 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None,
     n_units = len(units)
     pool = max(1, min(pool, n_units))
     sp, fp = model.shape
+    isz = torch.finfo(model.dtype).bits // 8
+    if cpu:
+        check_allocation(float(sp) * fp * isz, f"the torch engine's {fp} x {sp} image")
+    elif float(sp) * fp * isz > device_available(model.device):
+        raise ResourceLimitError(f"the torch engine's {fp} x {sp} image needs {format_bytes(float(sp) * fp * isz)}, "
+                                 f"more than the {format_bytes(device_available(model.device))} free on {model.device}")
     if cpu:
         # calloc'ed pages: a large detector with a small ROI pays only for what it touches
         np_dtype = np.float64 if model.dtype == torch.float64 else np.float32

@@ -32,6 +32,7 @@ from pybragg.engines.torch.lattice import Lattice
 from pybragg.engines.torch.sources import build_sources
 from pybragg.engines.torch.structure_factors import build_table
 from pybragg.engines.torch.vec import Scratch, torch_dtype
+from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan
 from pybragg.result import Result
@@ -74,7 +75,7 @@ class TorchModel:
             self.cdtype = torch.float64
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         if not memory_budget_gib > 0:
-            raise ValueError("memory_budget_gib must be positive")
+            raise UsageError("--memory-budget must be positive")
         self.memory_budget_gib = float(memory_budget_gib)
         self.config = config
         self.inputs = inputs or Inputs()
