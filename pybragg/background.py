@@ -87,6 +87,8 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
            onto: Result | np.ndarray | None = None, backend: str = "c", dtype: str = "float64",
            device: str | None = None, threads: int = 0, plan: Plan | None = None) -> Result:
     """The amorphous background of ``sample`` (with ``inputs.stol``), added onto ``onto``."""
+    from pybragg.simulator import check_image  # a non-finite or negative image is never returned
+
     sample = sample or SampleConfig()
     start = time.perf_counter()
     plan = plan if plan is not None else Plan(config, inputs)
@@ -99,6 +101,7 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
         selected = bg_image != 0
         image[selected] = image[selected] + bg_image[selected].astype(np.float32)
         stats = plan.stats(image, omega_sum=omega_sum)
+        check_image(image, "the image with the background")
         return plan.result(image, stats, "torch", dtype, device or "cpu", time.perf_counter() - start,
                            {"sample": info, "background": bg_image})
     if backend != "c":
@@ -115,4 +118,5 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
     check(lib.pb_render_background(plan.handle, bg, ffi.cast("float *", image.ctypes.data), st, opts, err), err)
     del keep
     stats = stats_from_c(st, plan.geometry.data_fpixels)
+    check_image(image, "the image with the background")
     return plan.result(image, stats, "c", "float32", "cpu", time.perf_counter() - start, {"sample": info})

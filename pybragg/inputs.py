@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pybragg.errors import UsageError
 from pybragg.io.hkl import HKLTable
 from pybragg.io.stol import StolTable
 
@@ -33,11 +34,24 @@ class Inputs:
     stol: StolTable | None = None
 
     def __post_init__(self) -> None:
+        # UsageError is a ValueError: bad arrays raise a PybraggError, as the whole API does
+        if self.hkl is not None and not isinstance(self.hkl, HKLTable):
+            raise UsageError(f"Inputs.hkl must be an HKLTable, got {type(self.hkl).__name__}")
+        if self.stol is not None and not isinstance(self.stol, StolTable):
+            raise UsageError(f"Inputs.stol must be a StolTable, got {type(self.stol).__name__}")
         if self.sources is not None:
-            self.sources = np.ascontiguousarray(self.sources, dtype=np.float64)
+            try:
+                self.sources = np.ascontiguousarray(self.sources, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"Inputs.sources must be an (n, 5) array of numbers: {exc}") from None
             if self.sources.ndim != 2 or self.sources.shape[1] != 5:
-                raise ValueError("sources must be an (n, 5) array")
+                raise UsageError("sources must be an (n, 5) array")
+            if self.sources.shape[0] > 2**31 - 1:
+                raise UsageError(f"Inputs.sources: {self.sources.shape[0]} sources, more than the engine's 2^31 - 1")
         if self.mask is not None:
-            self.mask = np.ascontiguousarray(self.mask != 0, dtype=np.uint8)
+            try:
+                self.mask = np.ascontiguousarray(np.asarray(self.mask) != 0, dtype=np.uint8)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"Inputs.mask must be a 2-D array: {exc}") from None
             if self.mask.ndim != 2:
-                raise ValueError("mask must be a 2-D (slow, fast) array")
+                raise UsageError("mask must be a 2-D (slow, fast) array")

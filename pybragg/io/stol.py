@@ -43,14 +43,16 @@ class StolTable:
     source: str = ""
 
     def __post_init__(self) -> None:
+        from pybragg.errors import UsageError  # a PybraggError, and still a ValueError
+
         stol = np.ascontiguousarray(self.stol, dtype=np.float64)
         F = np.ascontiguousarray(self.F, dtype=np.float64)
         if stol.ndim != 1 or stol.shape != F.shape or stol.size == 0:
-            raise ValueError("a stol table needs two equal, non-empty 1-D arrays")
+            raise UsageError("a stol table needs two equal, non-empty 1-D arrays")
         if not (np.isfinite(stol).all() and np.isfinite(F).all()):
-            raise ValueError("a stol table must hold finite numbers")
+            raise UsageError("a stol table must hold finite numbers")
         if stol.size > 1 and not (np.diff(stol) > 0).all():
-            raise ValueError("a stol table's sin(theta)/lambda must strictly increase")
+            raise UsageError("a stol table's sin(theta)/lambda must strictly increase")
         object.__setattr__(self, "stol", stol)
         object.__setattr__(self, "F", F)
 
