@@ -15,7 +15,9 @@ enum {
     PB_OK = 0,
     PB_ERR_INVALID = 1,
     PB_ERR_INPUT = 2,
-    PB_ERR_NOMEM = 3
+    PB_ERR_NOMEM = 3,
+    PB_ERR_LIMIT = 4,
+    PB_ERR_CANCELLED = 5
 };
 
 /* detector conventions */
@@ -153,6 +155,7 @@ typedef struct pb_inputs {
     int mask_fpixels, mask_spixels;
     const pb_panel *panels;
     int n_panels;
+    double memory_limit;
 } pb_inputs;
 
 typedef struct pb_panel_geometry {
@@ -167,7 +170,7 @@ typedef struct pb_panel_geometry {
     double Fbeam, Sbeam;
     double Fclose, Sclose;
     int oversample;
-    long steps;
+    int64_t steps;
 } pb_panel_geometry;
 
 typedef struct pb_geometry {
@@ -212,7 +215,7 @@ typedef struct pb_geometry {
     int oversample_thick, oversample_polar, oversample_omega;
     double dmin;
     int roi[4];
-    long steps;
+    int64_t steps;
     int n_panels;
     int data_fpixels, data_spixels;
 } pb_geometry;
@@ -238,7 +241,10 @@ typedef struct pb_render_options {
     volatile long *progress;
     int row_begin, row_end;
     int code_path;
+    volatile int *cancel;
 } pb_render_options;
+
+#define PB_MAX_THREADS ...
 
 enum {
     PB_PATH_AUTO = 0,

@@ -23,7 +23,7 @@ typedef struct bg_table {
 
 static int table_build(const pb_background *bg, bg_table *t, pb_error *err)
 {
-    const int n = bg->n;
+    const int n = bg->n; /* < INT_MAX - 4 (check_background) */
     t->m = n + 4;
     t->x = malloc((size_t)t->m * sizeof *t->x);
     t->y = malloc((size_t)t->m * sizeof *t->y);
@@ -83,6 +83,9 @@ static int check_background(const pb_plan *plan, const pb_background *bg, pb_err
     if (plan == NULL || bg == NULL) return pb_set_error(err, PB_ERR_INVALID, "no plan or no background");
     if (bg->n < 1 || bg->stol == NULL || bg->F == NULL)
         return pb_set_error(err, PB_ERR_INPUT, "the stol table is empty");
+    if (bg->n > PB_MAX_COUNT)
+        return pb_set_error(err, PB_ERR_INPUT, "-stol: %d table points are too many (at most %d)", bg->n,
+                            PB_MAX_COUNT);
     for (int i = 0; i < bg->n; ++i) {
         if (!isfinite(bg->stol[i]) || !isfinite(bg->F[i]))
             return pb_set_error(err, PB_ERR_INPUT, "stol table point %d is not finite", i + 1);
@@ -196,7 +199,7 @@ static double background_pixel(const pb_plan *p, const pb_panel_geometry *pg, co
             }
         }
     }
-    return I * PB_R_E_SQR * g->fluence * scale / (double)(p->n_sources * os * os);
+    return I * PB_R_E_SQR * g->fluence * scale / ((double)p->n_sources * os * os);
 }
 
 int pb_render_background(const pb_plan *plan, const pb_background *bg, float *image, pb_stats *stats,
@@ -208,7 +211,9 @@ int pb_render_background(const pb_plan *plan, const pb_background *bg, float *im
     }
     if (image == NULL) return pb_set_error(err, PB_ERR_INVALID, "no image buffer");
     pb_background_info info;
-    int rc = pb_background_resolve(plan, bg, &info, err);
+    int rc = render_options_check(opts, err);
+    if (rc != PB_OK) return rc;
+    rc = pb_background_resolve(plan, bg, &info, err);
     if (rc != PB_OK) return rc;
     bg_table table;
     rc = table_build(bg, &table, err);
@@ -237,10 +242,11 @@ int pb_render_background(const pb_plan *plan, const pb_background *bg, float *im
         const pb_panel_geometry *pg = &plan->panels[panel];
         const int r = u - plan->unit_start[panel];
         const int s = pg->data_slow + r;
-        if (s < row_begin || s >= row_end) continue;
+        if (s < row_begin || s >= row_end || render_cancelled(&span)) continue;
         double omega_row = 0.0;
         for (int f = 0; f < pg->fpixels; ++f) {
             if (!pixel_selected(plan, pg->data_fast + f, s)) continue;
+            if (render_cancelled(&span)) break;
             size_t idx = (size_t)s * data_fpixels + (size_t)(pg->data_fast + f);
             float photons = (float)background_pixel(plan, pg, &table, weights, molecules, f, r, &omega_row);
             image[idx] = image[idx] + photons;
@@ -257,6 +263,7 @@ int pb_render_background(const pb_plan *plan, const pb_background *bg, float *im
     free(weights);
     free(table.x);
     free(table.y);
+    if (render_cancelled(&span)) return pb_set_error(err, PB_ERR_CANCELLED, "the render was cancelled");
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);
         if (stats_compute(plan, image, stats, nthreads) != PB_OK)

@@ -8,6 +8,8 @@
 
 /* the most pixels a detector may have (its indices must fit an int) */
 #define PB_MAX_PIXELS 2.0e9
+/* fast and slow axes closer to parallel than this (|f x s| of the unit vectors) are refused */
+#define PB_MIN_AXIS_SINE 1e-9
 
 typedef struct convention_axes {
     double beam[3], fdet[3], sdet[3], odet[3], twotheta_axis[3], polar[3], spindle[3];
@@ -58,8 +60,10 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     if (!(detsize_f > 0.0) || !(detsize_s > 0.0))
         return pb_set_error(err, PB_ERR_INVALID, "detector size must be positive");
     double nf = ceil(detsize_f / px - 0.5), ns = ceil(detsize_s / px - 0.5);
-    if (nf < 1 || ns < 1 || nf * ns > PB_MAX_PIXELS)
-        return pb_set_error(err, PB_ERR_INVALID, "detector of %gx%g pixels is impossible", nf, ns);
+    if (!(nf >= 1) || !(ns >= 1) || !(nf * ns <= PB_MAX_PIXELS))
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-detpixels/-detsize/-pixel: a detector of %g x %g pixels is impossible (at most %g "
+                            "pixels)", nf, ns, PB_MAX_PIXELS);
     g->fpixels = (int)nf;
     g->spixels = (int)ns;
     g->pixel_size = px;
@@ -140,12 +144,28 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     }
     if (!finite3(beam) || !finite3(fdet) || !finite3(sdet) || !finite3(odet) || !finite3(tt_axis) ||
         !finite3(polar) || !finite3(spindle))
-        return pb_set_error(err, PB_ERR_INVALID, "axis vectors must be finite");
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-beam_vector/-fdet_vector/-sdet_vector/-odet_vector/-twotheta_axis/-polar_vector/"
+                            "-spindle_axis: axis vectors must be finite");
+    if (!isfinite(d->rotx) || !isfinite(d->roty) || !isfinite(d->rotz) || !isfinite(d->twotheta))
+        return pb_set_error(err, PB_ERR_INVALID, "-detector_rotx/-detector_roty/-detector_rotz/-twotheta: the "
+                            "detector rotations must be finite");
+    if (d->has_pix0 && !finite3(d->pix0_vector))
+        return pb_set_error(err, PB_ERR_INVALID, "-pix0_vector: the detector origin must be finite");
 
     /* unit vectors; a detector normal that is not exactly unit is rebuilt from f x s */
-    if (v3_unit(beam, beam) == 0.0) return pb_set_error(err, PB_ERR_INVALID, "beam vector is zero");
-    if (v3_unit(fdet, fdet) == 0.0) return pb_set_error(err, PB_ERR_INVALID, "fast detector axis is zero");
-    if (v3_unit(sdet, sdet) == 0.0) return pb_set_error(err, PB_ERR_INVALID, "slow detector axis is zero");
+    if (!(v3_unit(beam, beam) > 0.0)) return pb_set_error(err, PB_ERR_INVALID, "-beam_vector: the beam direction is zero");
+    if (!(v3_unit(fdet, fdet) > 0.0))
+        return pb_set_error(err, PB_ERR_INVALID, "-fdet_vector: the fast detector axis is zero");
+    if (!(v3_unit(sdet, sdet) > 0.0))
+        return pb_set_error(err, PB_ERR_INVALID, "-sdet_vector: the slow detector axis is zero");
+    double fxs[3];
+    v3_cross(fdet, sdet, fxs);
+    if (!(v3_norm(fxs) >= PB_MIN_AXIS_SINE))
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-fdet_vector/-sdet_vector: the fast and slow detector axes are parallel");
+    if (d->twotheta != 0.0 && !(v3_norm(tt_axis) > 0.0))
+        return pb_set_error(err, PB_ERR_INVALID, "-twotheta_axis: the two-theta axis is zero");
     if (v3_unit(odet, odet) != 1.0) {
         v3_cross(fdet, sdet, odet);
         v3_unit(odet, odet);

@@ -4,6 +4,7 @@
 
 #include "pybragg.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 
@@ -37,6 +38,18 @@
 /* "unset" tests for configuration values */
 #define PB_UNSET_OR_NEG(x) (isnan(x) || (x) < 0.0)
 #define PB_UNSET_OR_NONPOS(x) (isnan(x) || (x) <= 0.0)
+
+/* The most sources, mosaic domains and crystal orientations (phi steps x domains) a plan may
+   have: the pixel loop indexes their arrays (5 and 9 doubles each) with int arithmetic. */
+#define PB_MAX_COUNT (INT_MAX / 16)
+
+/* a * b for non-negative 64-bit counts; -1 when either is negative or the product overflows */
+static inline int64_t count_mul(int64_t a, int64_t b)
+{
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > INT64_MAX / a) return -1;
+    return a * b;
+}
 
 /* ---- small 3-vector helpers (inline: they sit in the pixel loop) ---- */
 static inline double v3_dot(const double a[3], const double b[3])
@@ -162,7 +175,20 @@ struct pb_plan {
     pb_panel_geometry *panels;
     int n_panels;
     int *unit_start;
+    /* the memory rule: bytes the plan may allocate (<= 0: no limit) and has reserved so far */
+    double memory_limit, memory_used;
 };
+
+/* Reserve nbytes of the plan's memory limit for an allocation, before it is made: PB_ERR_LIMIT
+   "<what> needs 51.2 GiB, more than the 12.0 GiB available" (what: printf format naming the flag
+   or file and the quantity) when the limit would be exceeded, else PB_OK. */
+int plan_reserve(pb_plan *p, double nbytes, pb_error *err, const char *what_fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+/* nbytes as pybragg.memory.format_bytes writes it ("51.2 GiB", "12 bytes") */
+void format_bytes(double nbytes, char *out, size_t size);
 
 int pb_set_error(pb_error *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -177,15 +203,15 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err);
 int detector_resolve(pb_plan *p, const pb_config *cfg, const pb_inputs *in, pb_error *err);
 /* the index of the panel covering data-array pixel (f, s), -1 if none */
 int panel_at(const pb_plan *p, int f, int s);
-/* resolve phi, divergence, dispersion, thickness and mosaic step counts */
-void sampling_resolve(const pb_config *cfg, pb_geometry *g);
+/* resolve phi, divergence, dispersion, thickness and mosaic step counts; PB_ERR_INVALID
+   naming the flags when a count is beyond PB_MAX_COUNT or a range is not finite */
+int sampling_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err);
 /* build the crystal axes (and random misset) */
 int crystal_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err);
-/* sources from the configuration or the user's list */
-int sources_build(const pb_config *cfg, const pb_inputs *in, pb_geometry *g,
-                  double **out, int *n, pb_error *err);
-/* mosaic domain rotations */
-int mosaic_build(const pb_config *cfg, const pb_geometry *g, double **out, pb_error *err);
+/* sources from the configuration or the user's list (p->sources, p->n_sources; memory from p's limit) */
+int sources_build(pb_plan *p, const pb_config *cfg, const pb_inputs *in, pb_error *err);
+/* mosaic domain rotations (p->mosaic) */
+int mosaic_build(pb_plan *p, const pb_config *cfg, pb_error *err);
 
 /* ---- the pixel loop and the statistics (kernel.c, stats.c) ---- */
 /* OpenMP's default number of threads; 1 without OpenMP */
@@ -199,18 +225,36 @@ static inline int default_threads(void)
 }
 
 /* what a pb_render_options asks of a pass over the data array: its rows [row_begin, row_end),
-   the threads (OpenMP's default for <= 0; 1 without OpenMP) and the progress counter */
+   the threads (OpenMP's default for <= 0; 1 without OpenMP), the progress counter and the
+   cancellation flag */
 typedef struct render_span {
     int row_begin, row_end, nthreads;
     volatile long *progress;
+    volatile int *cancel;
 } render_span;
+
+/* PB_ERR_INVALID for options no pass can honour (more than PB_MAX_THREADS threads) */
+static inline int render_options_check(const pb_render_options *opts, pb_error *err)
+{
+    if (opts != NULL && opts->nthreads > PB_MAX_THREADS)
+        return pb_set_error(err, PB_ERR_INVALID, "--threads: %d is too large (at most %d)", opts->nthreads,
+                            PB_MAX_THREADS);
+    return PB_OK;
+}
+
+/* whether the caller asked the pass to stop */
+static inline int render_cancelled(const render_span *r)
+{
+    return r->cancel != NULL && *r->cancel != 0;
+}
 
 static inline render_span render_span_of(const pb_geometry *g, const pb_render_options *opts)
 {
-    render_span r = {0, g->data_spixels, 0, NULL};
+    render_span r = {0, g->data_spixels, 0, NULL, NULL};
     if (opts != NULL) {
         r.nthreads = opts->nthreads;
         r.progress = opts->progress;
+        r.cancel = opts->cancel;
         if (opts->row_end > 0) {
             r.row_begin = opts->row_begin < 0 ? 0 : opts->row_begin;
             r.row_end = opts->row_end > g->data_spixels ? g->data_spixels : opts->row_end;

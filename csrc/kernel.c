@@ -681,6 +681,8 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     const int code_path = opts != NULL ? opts->code_path : PB_PATH_AUTO;
     if (code_path != PB_PATH_AUTO && !pb_code_path_supported(code_path))
         return pb_set_error(err, PB_ERR_INVALID, "code path %d is not available here", code_path);
+    int rc = render_options_check(opts, err);
+    if (rc != PB_OK) return rc;
     double *soa = NULL;
     if (fast_setup(plan, code_path, &ctx, &soa) != PB_OK)
         return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
@@ -706,11 +708,12 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
         const pb_panel_geometry *pg = &plan->panels[panel];
         const int r = u - plan->unit_start[panel];
         const int s = pg->data_slow + r;
-        if (s < row_begin || s >= row_end) continue;
+        if (s < row_begin || s >= row_end || render_cancelled(&span)) continue;
         const int f0 = pg->data_fast, fpixels = pg->fpixels;
         double omega_row = 0.0;
         for (int f = 0; f < fpixels; ++f) {
             if (!pixel_selected(plan, f0 + f, s)) continue;
+            if (render_cancelled(&span)) break; /* a row of slow pixels may take long */
             size_t idx = (size_t)s * data_fpixels + (size_t)(f0 + f);
             image[idx] = (float)(image[idx] + render_pixel(&ctx, pg, f, r, &omega_row, &fallbacks, NULL));
         }
@@ -724,6 +727,7 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
     for (int u = 0; u < units; ++u) omega_sum += unit_omega[u];
     free(unit_omega);
     free(soa);
+    if (render_cancelled(&span)) return pb_set_error(err, PB_ERR_CANCELLED, "the render was cancelled");
 
     if (stats != NULL) {
         memset(stats, 0, sizeof *stats);

@@ -109,6 +109,39 @@ static void face_the_sample(pb_geometry *g)
     }
 }
 
+/* The detector the flags define faces away from the sample (its normal, fdet x sdet or -odet_vector,
+   points towards it, so that every solid angle would be negative): name the flags that turned it. */
+static int facing_away(const pb_config *cfg, const pb_geometry *g, pb_error *err)
+{
+    const pb_detector *d = &cfg->detector;
+    char flags[160] = "";
+    size_t used = 0;
+    const struct {
+        int set;
+        const char *name;
+        double value;
+    } turns[] = {
+        {d->twotheta != 0.0, "-twotheta", d->twotheta * PB_RAD2DEG},
+        {d->rotx != 0.0, "-detector_rotx", d->rotx * PB_RAD2DEG},
+        {d->roty != 0.0, "-detector_roty", d->roty * PB_RAD2DEG},
+        {d->rotz != 0.0, "-detector_rotz", d->rotz * PB_RAD2DEG},
+    };
+    for (size_t i = 0; i < sizeof turns / sizeof turns[0]; ++i)
+        if (turns[i].set && used < sizeof flags)
+            used += (size_t)snprintf(flags + used, sizeof flags - used, "%s%s %g", used ? ", " : "", turns[i].name,
+                                     turns[i].value);
+    if (used == 0)
+        snprintf(flags, sizeof flags, "%s", d->has_pix0 ? "-pix0_vector" : "-fdet_vector/-sdet_vector/-odet_vector");
+    const char *hint = g->pivot == PB_PIVOT_BEAM && d->twotheta != 0.0
+                           ? " (the detector turns about the beam spot here, pivot BEAM: two-theta must stay within "
+                             "90 degrees)"
+                           : "";
+    return pb_set_error(err, PB_ERR_INVALID,
+                        "%s: the detector faces away from the sample, which is %g mm behind its plane: every solid "
+                        "angle would be negative%s",
+                        flags, -1000.0 * g->close_distance, hint);
+}
+
 /* the configuration that places panel pn exactly as a one-panel CUSTOM detector
    with -pix0_vector would be placed, with the beam, polarization, spindle and
    two-theta axes of the configured convention */
@@ -155,6 +188,8 @@ static int explicit_panels(pb_plan *p, const pb_config *cfg, const pb_panel *pan
     }
     if ((double)data_f * (double)data_s > PB_MAX_DATA_PIXELS)
         return pb_set_error(err, PB_ERR_INVALID, "a data array of %lld x %lld pixels is impossible", data_f, data_s);
+    int rc = plan_reserve(p, (double)sizeof *p->panels * n, err, "%d detector panels", n);
+    if (rc != PB_OK) return rc;
     for (int i = 0; i < n; ++i)
         for (int j = i + 1; j < n; ++j)
             if (overlap(&panels[i], &panels[j]))
@@ -194,6 +229,7 @@ int detector_resolve(pb_plan *p, const pb_config *cfg, const pb_inputs *in, pb_e
         /* the panel the detector configuration defines */
         int code = geometry_resolve(cfg, g, err);
         if (code != PB_OK) return code;
+        if (g->close_distance < 0.0) return facing_away(cfg, g, err);
         p->panels = calloc(1, sizeof *p->panels);
         if (p->panels == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the panel");
         p->n_panels = 1;

@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,11 @@
 #define PB_MAX_AUTO_OVERSAMPLE 1000
 /* the recommendation itself stops here (it must fit an int) */
 #define PB_OVERSAMPLE_CAP 1000000
+/* the most unit cells along one axis: the lattice factor reduces N * d (|d| <= 1/2) exactly only
+   well below 2^52 */
+#define PB_MAX_CELLS 1099511627776.0 /* 2^40 */
+/* bytes per data-array row of the render's and the statistics' partial sums */
+#define PB_ROW_BYTES 64.0
 
 const char *pb_version(void)
 {
@@ -45,6 +51,35 @@ int pb_set_error(pb_error *err, int code, const char *fmt, ...)
         err->code = code;
     }
     return code;
+}
+
+void format_bytes(double n, char *out, size_t size)
+{
+    static const char *const units[] = {"TiB", "GiB", "MiB", "KiB"};
+    static const double scales[] = {1099511627776.0, 1073741824.0, 1048576.0, 1024.0};
+    for (int i = 0; i < 4; ++i)
+        if (n >= scales[i]) {
+            snprintf(out, size, n / scales[i] < 1e9 ? "%.1f %s" : "%.3g %s", n / scales[i], units[i]);
+            return;
+        }
+    snprintf(out, size, "%d bytes", n > 0.0 ? (int)n : 0);
+}
+
+int plan_reserve(pb_plan *p, double nbytes, pb_error *err, const char *what_fmt, ...)
+{
+    const double limit = p->memory_limit;
+    if (limit > 0.0 && !(p->memory_used + nbytes <= limit)) {
+        char what[320], need[64], left[64];
+        va_list ap;
+        va_start(ap, what_fmt);
+        vsnprintf(what, sizeof what, what_fmt, ap);
+        va_end(ap);
+        format_bytes(nbytes, need, sizeof need);
+        format_bytes(limit - p->memory_used, left, sizeof left);
+        return pb_set_error(err, PB_ERR_LIMIT, "%s needs %s, more than the %s available", what, need, left);
+    }
+    p->memory_used += nbytes;
+    return PB_OK;
 }
 
 static void set3(double v[3], double x, double y, double z)
@@ -136,7 +171,11 @@ const double *pb_plan_mosaic(const pb_plan *plan, int *n)
 static int build_axes(pb_plan *p, pb_error *err)
 {
     const pb_geometry *g = &p->geo;
-    size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains;
+    size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains; /* <= PB_MAX_COUNT (sampling_resolve) */
+    /* the axes, and the render's copy of them (fast_setup in kernel.c) */
+    int rc = plan_reserve(p, 144.0 * (double)n, err, "-phisteps/-mosaic_domains: %d x %d crystal orientations",
+                          g->phisteps, g->mosaic_domains);
+    if (rc != PB_OK) return rc;
     p->axes = malloc(sizeof(double) * 9 * n);
     if (p->axes == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
     const double *abc0[3] = {g->a, g->b, g->c};
@@ -178,6 +217,15 @@ static int choose_oversample(pb_plan *p, const pb_config *cfg, const pb_inputs *
         double wanted = ceil(3.0 * xtal_max / recip_pixel);
         int recommended = !(wanted >= 1.0) ? 1 : wanted > PB_OVERSAMPLE_CAP ? PB_OVERSAMPLE_CAP : (int)wanted;
         pg->oversample = cfg->detector.oversample > 0 ? cfg->detector.oversample : recommended;
+        /* sub-pixel indices (pixel * oversample + sub-pixel) are ints in the pixel loop */
+        const int edge = pg->fpixels > pg->spixels ? pg->fpixels : pg->spixels;
+        if ((int64_t)pg->oversample * ((int64_t)edge + 1) > INT_MAX) {
+            char where[64] = "";
+            if (explicit_panels) snprintf(where, sizeof where, " on panel %d (%.31s)", i, pg->name);
+            return pb_set_error(err, PB_ERR_INVALID,
+                                "-oversample: %d sub-pixels per pixel edge%s are too many for %d pixels (at most %d)",
+                                pg->oversample, where, edge, (int)(INT_MAX / ((int64_t)edge + 1)));
+        }
         if (i == 0) {
             g->recommended_oversample = recommended;
             g->oversample = pg->oversample;
@@ -202,10 +250,36 @@ static int copy_inputs(pb_plan *p, const pb_inputs *in, pb_error *err)
         if (in->nh <= 0 || in->nk <= 0 || in->nl <= 0 || in->fhkl == NULL)
             return pb_set_error(err, PB_ERR_INPUT, "structure-factor table has shape %dx%dx%d", in->nh,
                                 in->nk, in->nl);
-        size_t n = (size_t)in->nh * in->nk * in->nl;
+        /* the last index of each axis (min + n - 1) must be an int, as the pixel loop compares them */
+        const int mins[3] = {in->h_min, in->k_min, in->l_min}, dims[3] = {in->nh, in->nk, in->nl};
+        for (int i = 0; i < 3; ++i)
+            if ((int64_t)mins[i] + dims[i] - 1 > INT_MAX || (int64_t)mins[i] + dims[i] > INT_MAX)
+                return pb_set_error(err, PB_ERR_INPUT,
+                                    "-hkl: Miller index %c from %d over %d values leaves the engine's range (%d)",
+                                    "hkl"[i], mins[i], dims[i], INT_MAX);
+        const int64_t n64 = count_mul(count_mul(in->nh, in->nk), in->nl);
+        const double bytes = 8.0 * (double)in->nh * (double)in->nk * (double)in->nl;
+        int rc = plan_reserve(p, bytes, err, "-hkl: the copy of the %d x %d x %d structure-factor table", in->nh,
+                              in->nk, in->nl);
+        if (rc != PB_OK) return rc;
+        if (n64 < 0 || (uint64_t)n64 > SIZE_MAX / sizeof(double))
+            return pb_set_error(err, PB_ERR_NOMEM, "-hkl: a %d x %d x %d structure-factor table is too large",
+                                in->nh, in->nk, in->nl);
+        size_t n = (size_t)n64;
         p->fhkl = malloc(sizeof(double) * n);
         if (p->fhkl == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for %zu structure factors", n);
         memcpy(p->fhkl, in->fhkl, sizeof(double) * n);
+        for (size_t i = 0; i < n; ++i) {
+            const double F = p->fhkl[i];
+            if (!isfinite(F) || !isfinite(F * F)) {
+                size_t il = i % (size_t)in->nl, ik = i / (size_t)in->nl % (size_t)in->nk;
+                size_t ih = i / (size_t)in->nl / (size_t)in->nk;
+                return pb_set_error(err, PB_ERR_INPUT,
+                                    "-hkl: structure factor %g of reflection %lld %lld %lld is not finite%s", F,
+                                    (long long)in->h_min + (long long)ih, (long long)in->k_min + (long long)ik,
+                                    (long long)in->l_min + (long long)il, isfinite(F) ? " when squared" : "");
+            }
+        }
         p->h_min = in->h_min;
         p->k_min = in->k_min;
         p->l_min = in->l_min;
@@ -220,10 +294,51 @@ static int copy_inputs(pb_plan *p, const pb_inputs *in, pb_error *err)
             return pb_set_error(err, PB_ERR_INPUT, "mask is %dx%d pixels but the detector is %dx%d",
                                 in->mask_fpixels, in->mask_spixels, g->data_fpixels, g->data_spixels);
         size_t n = (size_t)g->data_fpixels * g->data_spixels;
+        int rc = plan_reserve(p, (double)n, err, "-mask: the copy of the %d x %d mask", g->data_fpixels,
+                              g->data_spixels);
+        if (rc != PB_OK) return rc;
         p->mask = malloc(n);
         if (p->mask == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for the mask");
         memcpy(p->mask, in->mask, n);
     }
+    return PB_OK;
+}
+
+/* The brightest a pixel can be, from bounds of every factor (F^2, the lattice factor <= cells^2,
+   polarization and capture fraction <= 1, the largest solid angle), must fit the float image. */
+static int check_brightness(const pb_plan *p, pb_error *err)
+{
+    const pb_geometry *g = &p->geo;
+    double F2 = p->cfg.crystal.default_F * p->cfg.crystal.default_F;
+    if (p->has_table) {
+        const size_t n = (size_t)p->nh * (size_t)p->nk * (size_t)p->nl;
+        for (size_t i = 0; i < n; ++i)
+            if (p->fhkl[i] * p->fhkl[i] > F2) F2 = p->fhkl[i] * p->fhkl[i];
+    }
+    const double cells = g->N[0] * g->N[1] * g->N[2];
+    const double lattice = 1.01 * cells * cells; /* a little above N^2 per axis: rounding of the fast path */
+    double worst_bg = 0.0, worst = 0.0;
+    for (int i = 0; i < p->n_panels; ++i) {
+        const pb_panel_geometry *pg = &p->panels[i];
+        /* the nearest sub-pixel is at least this far from the sample */
+        double r = g->curved ? fmin(pg->close_distance, fabs(pg->distance)) : pg->close_distance;
+        double omega = g->point_pixel ? 1.0 / r / r : pg->pixel_size * pg->pixel_size / r / r;
+        if (g->curved && !g->point_pixel) omega *= pg->close_distance / r;
+        const double scale = PB_R_E_SQR * g->fluence;
+        const double bg = scale * g->I_bg * (g->oversample_omega ? 1.0 : omega) / (double)pg->steps;
+        const double photons = bg + scale * g->thicksteps * F2 * lattice * omega;
+        if (!(bg <= worst_bg)) worst_bg = bg;
+        if (!(photons <= worst)) worst = photons;
+    }
+    if (!(worst_bg <= FLT_MAX))
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-water: %g m of water could give %g photons per pixel, beyond single precision (%g)",
+                            g->water_size, worst_bg, (double)FLT_MAX);
+    if (!(worst <= FLT_MAX))
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-fluence/-N/-hkl/-default_F: the brightest pixel could reach %g photons, beyond "
+                            "single precision (%g): lower the fluence, the crystal size or the structure factors",
+                            worst, (double)FLT_MAX);
     return PB_OK;
 }
 
@@ -239,6 +354,14 @@ static int check_config(const pb_config *cfg, pb_error *err)
     for (int i = 0; i < 3; ++i)
         if (!isfinite(c->N[i]) || c->N[i] < 0.0)
             return pb_set_error(err, PB_ERR_INVALID, "number of unit cells must be >= 0");
+    if (!b->nopolar && !(fabs(b->polarization) <= 1.0))
+        return pb_set_error(err, PB_ERR_INVALID, "-polar: the Kahn polarization factor must lie in [-1, 1] (got %g)",
+                            b->polarization);
+    if (!(b->water_size >= 0.0) || !isfinite(b->water_size))
+        return pb_set_error(err, PB_ERR_INVALID, "-water: the water thickness must be finite and not negative "
+                            "(got %g m)", b->water_size);
+    if (!isfinite(c->default_F))
+        return pb_set_error(err, PB_ERR_INVALID, "-default_F: must be finite (got %g)", c->default_F);
     if (!isfinite(d->distance) || (d->distance <= 0.0 && isnan(d->close_distance)))
         return pb_set_error(err, PB_ERR_INVALID, "detector distance must be positive");
     if (!isnan(d->close_distance) && !(d->close_distance > 0.0))
@@ -282,14 +405,30 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
         pb_set_error(err, PB_ERR_INVALID, "fluence is not finite (beam size 0?)");
         goto fail;
     }
+    if (!(g->fluence >= 0.0)) {
+        pb_set_error(err, PB_ERR_INVALID, "-flux/-exposure/-beamsize: the fluence %g photons/m^2 is negative",
+                     g->fluence);
+        goto fail;
+    }
     g->polarization = b->polarization;
     g->nopolar = b->nopolar;
     g->water_size = b->water_size;
     g->I_bg = PB_WATER_F * PB_WATER_F * PB_R_E_SQR * g->fluence * b->water_size * b->water_size *
               b->water_size * PB_WATER_DENSITY * PB_AVOGADRO / PB_WATER_MW;
+    if (!isfinite(g->I_bg)) {
+        pb_set_error(err, PB_ERR_INVALID, "-water: %g m of water gives an infinite background", b->water_size);
+        goto fail;
+    }
 
+    p->memory_limit = in != NULL && in->memory_limit > 0.0 ? in->memory_limit : 0.0;
     if (detector_resolve(p, cfg, in, err) != PB_OK) goto fail;
-    sampling_resolve(cfg, g);
+    /* the caller's image and the render's per-row partial sums */
+    if (plan_reserve(p, 4.0 * g->data_fpixels * (double)g->data_spixels + PB_ROW_BYTES * p->unit_start[p->n_panels],
+                     err, "%s: the %d x %d image", g->n_panels > 1 || (in != NULL && in->n_panels > 0)
+                                                            ? "-geom/-expt" : "-detpixels/-detsize",
+                     g->data_fpixels, g->data_spixels) != PB_OK)
+        goto fail;
+    if (sampling_resolve(cfg, g, err) != PB_OK) goto fail;
 
     /* structure-factor interpolation: automatic for crystals of <= 2 cells */
     if (c->interpolate < 0)
@@ -298,23 +437,39 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
         g->interpolate = c->interpolate ? 1 : 0;
 
     if (crystal_resolve(cfg, g, err) != PB_OK) goto fail;
+    for (int i = 0; i < 3; ++i)
+        if (!(g->N[i] <= PB_MAX_CELLS)) {
+            pb_set_error(err, PB_ERR_INVALID, "-N/-samplesize: %g unit cells along %c are too many (at most %g)",
+                         g->N[i], "abc"[i], PB_MAX_CELLS);
+            goto fail;
+        }
 
     if (choose_oversample(p, cfg, in, err) != PB_OK) goto fail;
 
     if (copy_inputs(p, in, err) != PB_OK) goto fail;
     if (!p->has_table) g->interpolate = 0;
 
-    if (sources_build(cfg, in, g, &p->sources, &p->n_sources, err) != PB_OK) goto fail;
+    if (sources_build(p, cfg, in, err) != PB_OK) goto fail;
     g->sources = p->n_sources;
-    if (mosaic_build(cfg, g, &p->mosaic, err) != PB_OK) goto fail;
+    if (mosaic_build(p, cfg, err) != PB_OK) goto fail;
     p->n_mosaic = g->mosaic_domains;
     if (build_axes(p, err) != PB_OK) goto fail;
 
     for (int i = 0; i < p->n_panels; ++i) {
         pb_panel_geometry *pg = &p->panels[i];
-        pg->steps = (long)g->sources * g->mosaic_domains * g->phisteps * (long)pg->oversample * pg->oversample;
+        const int64_t orientations = (int64_t)g->mosaic_domains * g->phisteps; /* <= PB_MAX_COUNT */
+        const int64_t subpixels = (int64_t)pg->oversample * pg->oversample;
+        pg->steps = count_mul(count_mul(g->sources, orientations), subpixels);
+        if (pg->steps <= 0) {
+            pb_set_error(err, PB_ERR_INVALID,
+                         "-oversample/-divsteps/-dispsteps/-phisteps/-mosaic_domains: %d sources x %lld orientations "
+                         "x %d x %d sub-pixels per pixel are too many", g->sources, (long long)orientations,
+                         pg->oversample, pg->oversample);
+            goto fail;
+        }
     }
     g->steps = p->panels[0].steps;
+    if (check_brightness(p, err) != PB_OK) goto fail;
     return p;
 fail:
     pb_plan_free(p);

@@ -48,7 +48,9 @@ enum {
     PB_OK = 0,
     PB_ERR_INVALID = 1, /* impossible or inconsistent configuration */
     PB_ERR_INPUT = 2,   /* input arrays do not fit the configuration */
-    PB_ERR_NOMEM = 3    /* out of memory */
+    PB_ERR_NOMEM = 3,   /* out of memory */
+    PB_ERR_LIMIT = 4,   /* the input needs more memory than pb_inputs.memory_limit allows */
+    PB_ERR_CANCELLED = 5 /* pb_render_options.cancel was set: the render stopped early */
 };
 
 /* detector conventions: each fixes beam, detector, polarization, spindle and
@@ -200,6 +202,10 @@ typedef struct pb_inputs {
     /* the detector's panels; n_panels 0: one panel from the detector configuration */
     const pb_panel *panels;
     int n_panels;
+    /* bytes the plan may allocate for what grows with the input (sources, mosaic domains,
+       orientations, panels, the table and mask copies, the image and the render's buffers),
+       checked before each allocation; <= 0 (or NaN): no limit.  Over it: PB_ERR_LIMIT. */
+    double memory_limit;
 } pb_inputs;
 
 /* One panel as the plan resolved it (after the detector rotations). */
@@ -215,7 +221,7 @@ typedef struct pb_panel_geometry {
     double Fbeam, Sbeam;        /* beam spot along fast and slow from pix0 (m) */
     double Fclose, Sclose;      /* near point along fast and slow from pix0 (m) */
     int oversample;             /* sub-pixels per pixel edge */
-    long steps;                 /* sources * domains * phisteps * oversample^2 */
+    int64_t steps;              /* sources * domains * phisteps * oversample^2 */
 } pb_panel_geometry;
 
 /* Everything the plan derived from the configuration. */
@@ -263,7 +269,7 @@ typedef struct pb_geometry {
     int oversample_thick, oversample_polar, oversample_omega;
     double dmin;
     int roi[4];
-    long steps;                 /* sources * domains * phisteps * oversample^2 */
+    int64_t steps;              /* sources * domains * phisteps * oversample^2 */
     /* The detector fields above describe panel 0.  The image is the data array of
        data_spixels x data_fpixels pixels holding every panel (for a detector without
        explicit panels: the one panel, data_fpixels == fpixels, data_spixels == spixels). */
@@ -294,7 +300,13 @@ typedef struct pb_render_options {
     int row_begin, row_end;     /* data-array rows to render; row_end <= 0: all */
     int code_path;              /* PB_PATH_*: machine code of the pixel kernel; 0 (auto): the
                                    fastest this processor runs.  Every path gives the same image. */
+    volatile int *cancel;       /* if set and *cancel becomes non-zero (from another thread), the
+                                   rows not yet started are skipped and the call returns
+                                   PB_ERR_CANCELLED; the image is then incomplete */
 } pb_render_options;
+
+/* the most threads pb_render_options.nthreads may ask for */
+#define PB_MAX_THREADS 4096
 
 /* code paths of the pixel kernel (pb_render_options.code_path) */
 enum {

@@ -15,9 +15,21 @@ typedef struct sweep {
     int count;
 } sweep;
 
-/* completion rule shared by the divergences and the dispersion */
-static void complete_sweep(sweep *s)
+/* ceil(x) as a step count: PB_ERR_INVALID naming `flags` beyond PB_MAX_COUNT (or not a number) */
+static int step_count(double x, const char *flags, int *count, pb_error *err)
 {
+    double c = ceil(x);
+    if (!(c <= PB_MAX_COUNT))
+        return pb_set_error(err, PB_ERR_INVALID, "%s: %g steps are too many (at most %d)", flags, c, PB_MAX_COUNT);
+    *count = (int)c;
+    return PB_OK;
+}
+
+/* completion rule shared by the divergences and the dispersion */
+static int complete_sweep(sweep *s, const char *flags, pb_error *err)
+{
+    if (isinf(s->range) || isinf(s->step))
+        return pb_set_error(err, PB_ERR_INVALID, "%s: the range and step must be finite", flags);
     int range_unset = PB_UNSET_OR_NEG(s->range);
     int step_unset = PB_UNSET_OR_NONPOS(s->step);
     if (s->count <= 0) {
@@ -34,7 +46,8 @@ static void complete_sweep(sweep *s)
             s->step = s->range;
             s->count = 2;
         } else {
-            s->count = (int)ceil(s->range / s->step);
+            int rc = step_count(s->range / s->step, flags, &s->count, err);
+            if (rc != PB_OK) return rc;
         }
     } else {
         if (range_unset) {
@@ -56,9 +69,13 @@ static void complete_sweep(sweep *s)
         s->range = 0.0;
         s->step = 0.0;
     }
+    if (s->count > PB_MAX_COUNT)
+        return pb_set_error(err, PB_ERR_INVALID, "%s: %d steps are too many (at most %d)", flags, s->count,
+                            PB_MAX_COUNT);
+    return PB_OK;
 }
 
-void sampling_resolve(const pb_config *cfg, pb_geometry *g)
+int sampling_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
 {
     const pb_crystal *c = &cfg->crystal;
     const pb_beam *b = &cfg->beam;
@@ -68,6 +85,8 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
     double osc = c->osc, phistep = c->phistep;
     int phisteps = c->phisteps;
     int osc_unset = PB_UNSET_OR_NEG(osc);
+    if (isinf(osc) || isinf(phistep) || !isfinite(c->phi0))
+        return pb_set_error(err, PB_ERR_INVALID, "-phi/-osc/-phistep: the spindle angles must be finite");
     if (phisteps < 0) {
         if (osc_unset) {
             if (PB_UNSET_OR_NONPOS(phistep)) {
@@ -82,7 +101,8 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
             phisteps = 2;
             phistep = osc / 2.0;
         } else {
-            phisteps = (int)ceil(osc / phistep);
+            int rc = step_count(osc / phistep, "-osc/-phistep", &phisteps, err);
+            if (rc != PB_OK) return rc;
         }
     } else {
         if (phisteps == 0) phisteps = 1;
@@ -98,6 +118,9 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
             phistep = osc / phisteps;
         }
     }
+    if (phisteps > PB_MAX_COUNT)
+        return pb_set_error(err, PB_ERR_INVALID, "-phisteps: %d steps are too many (at most %d)", phisteps,
+                            PB_MAX_COUNT);
     g->phi0 = c->phi0;
     g->osc = osc;
     g->phistep = phistep;
@@ -107,9 +130,10 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
     sweep h = {b->hdivrange, b->hdivstep, b->hdivsteps};
     sweep v = {b->vdivrange, b->vdivstep, b->vdivsteps};
     sweep w = {b->dispersion, NAN, b->dispsteps};
-    complete_sweep(&h);
-    complete_sweep(&v);
-    complete_sweep(&w);
+    int rc = complete_sweep(&h, "-hdivrange/-hdivstep/-hdivsteps", err);
+    if (rc == PB_OK) rc = complete_sweep(&v, "-vdivrange/-vdivstep/-vdivsteps", err);
+    if (rc == PB_OK) rc = complete_sweep(&w, "-dispersion/-dispsteps", err);
+    if (rc != PB_OK) return rc;
     g->hdivrange = h.range;
     g->hdivstep = h.step;
     g->hdivsteps = h.count;
@@ -148,6 +172,9 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
         thick = 0.0;
         thickstep = 0.0;
     }
+    if (!isfinite(thick) || !isfinite(thickstep) || isinf(mu) || isnan(mu))
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-detector_thick/-detector_absorb: the sensor thickness and attenuation must be finite");
     g->thick = thick;
     g->thickstep = thickstep;
     g->thicksteps = layers;
@@ -169,6 +196,16 @@ void sampling_resolve(const pb_config *cfg, pb_geometry *g)
     } else if (spread == 0.0) {
         domains = 1;
     }
+    if (!isfinite(spread))
+        return pb_set_error(err, PB_ERR_INVALID, "-mosaic: the mosaic spread must be finite");
+    if (domains > PB_MAX_COUNT)
+        return pb_set_error(err, PB_ERR_INVALID, "-mosaic_domains: %d domains are too many (at most %d)", domains,
+                            PB_MAX_COUNT);
+    if ((int64_t)phisteps * domains > PB_MAX_COUNT)
+        return pb_set_error(err, PB_ERR_INVALID,
+                            "-phisteps/-mosaic_domains: %d x %d crystal orientations are too many (at most %d)",
+                            phisteps, domains, PB_MAX_COUNT);
     g->mosaic_spread = spread;
     g->mosaic_domains = domains;
+    return PB_OK;
 }

@@ -75,8 +75,13 @@ def native() -> tuple[Any, Any]:
 
 
 def check(code: int, err: Any) -> None:
-    """Raise :class:`~pybragg.errors.EngineError` with the library's message for a non-zero code."""
+    """Raise the library's message for a non-zero code: :class:`~pybragg.errors.ResourceLimitError`
+    for ``PB_ERR_LIMIT`` (the input needs more memory than the limit), else
+    :class:`~pybragg.errors.EngineError`."""
     if code != 0:
-        from pybragg.errors import EngineError
+        from pybragg.errors import EngineError, ResourceLimitError
 
-        raise EngineError(ffi.string(err.message).decode() or f"C engine error {code}")
+        message = ffi.string(err.message).decode(errors="replace") or f"C engine error {code}"
+        if code == lib.PB_ERR_LIMIT:
+            raise ResourceLimitError(message)
+        raise EngineError(message)

@@ -106,7 +106,7 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
                            {"sample": info, "background": bg_image})
     if backend != "c":
         raise ValueError(f"unknown backend {backend!r} (c or torch)")
-    from pybragg._native import check, native
+    from pybragg._native import native
 
     ffi, lib = native()
     image = _onto_array(onto, plan.shape)
@@ -115,7 +115,10 @@ def render(config: Config, inputs: Inputs, sample: SampleConfig | None = None, *
     opts = ffi.new("pb_render_options *")
     opts.nthreads = threads
     err = ffi.new("pb_error *")
-    check(lib.pb_render_background(plan.handle, bg, ffi.cast("float *", image.ctypes.data), st, opts, err), err)
+    from pybragg.engines.c_engine import run_interruptible  # Ctrl-C stops the pass within a row
+
+    img_ptr = ffi.cast("float *", image.ctypes.data)
+    run_interruptible(lambda: lib.pb_render_background(plan.handle, bg, img_ptr, st, opts, err), opts, err)
     del keep
     stats = stats_from_c(st, plan.geometry.data_fpixels)
     check_image(image, "the image with the background")

@@ -17,7 +17,9 @@ import numpy as np
 
 from pybragg._native import check, native
 from pybragg.config import Config, PanelConfig, iter_fields
+from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
+from pybragg.memory import available_bytes
 from pybragg.result import Geometry, PanelGeometry, Result, Stats
 
 
@@ -31,6 +33,24 @@ def _c_value(value: Any, ctype: Any) -> Any:
         return math.nan if value is None else float(value)
     # int / long (enums and bools included); None means "unset"
     return -1 if value is None else int(value)
+
+
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _c_int(value: Any, what: str) -> int:
+    """``value`` as a C ``int``; a :class:`~pybragg.errors.UsageError` naming ``what`` outside its range."""
+    number = int(value)
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise UsageError(f"{what}: {number} is out of the C engine's range ({_INT_MIN} to {_INT_MAX})")
+    return number
+
+
+def _set_field(target: Any, last: str, value: Any, ctype: Any, name: str) -> None:
+    try:
+        setattr(target, last, _c_value(value, ctype))
+    except OverflowError:
+        raise UsageError(f"{name}: {value!r} is out of the C engine's range for a {ctype.cname}") from None
 
 
 # configuration fields that travel in pb_inputs rather than pb_config
@@ -50,7 +70,7 @@ def config_to_c(config: Config) -> Any:
         for part in path:
             target = getattr(target, part)
         ctype = dict(ffi.typeof(target).fields)[last].type
-        setattr(target, last, _c_value(value, ctype))
+        _set_field(target, last, value, ctype, name)
     return cfg
 
 
@@ -65,12 +85,14 @@ def panels_to_c(panels: tuple[PanelConfig, ...]) -> Any:
         if len(name) > 31:  # whole UTF-8 characters only
             name = name[:31].decode(errors="ignore").encode()
         c.name = name
-        c.fpixels, c.spixels = int(p.fpixels), int(p.spixels)
+        what = f"panel {p.name}"
+        c.fpixels, c.spixels = _c_int(p.fpixels, what + " fast pixels"), _c_int(p.spixels, what + " slow pixels")
         c.pixel_size = float(p.pixel_size)
         c.origin = [float(v) for v in p.origin]
         c.fdet = [float(v) for v in p.fdet]
         c.sdet = [float(v) for v in p.sdet]
-        c.data_fast, c.data_slow = int(p.data_fast), int(p.data_slow)
+        c.data_fast = _c_int(p.data_fast, what + " data-array position")
+        c.data_slow = _c_int(p.data_slow, what + " data-array position")
     return out
 
 
@@ -113,25 +135,29 @@ class Plan:
             F = np.ascontiguousarray(inputs.hkl.F, dtype=np.float64)
             self._keep.append(F)
             c_in.fhkl = ffi.cast("const double *", F.ctypes.data)
-            c_in.h_min, c_in.k_min, c_in.l_min = inputs.hkl.h_min, inputs.hkl.k_min, inputs.hkl.l_min
-            c_in.nh, c_in.nk, c_in.nl = F.shape
+            c_in.h_min, c_in.k_min, c_in.l_min = (
+                _c_int(v, f"-hkl: the lowest {axis} index")
+                for v, axis in zip((inputs.hkl.h_min, inputs.hkl.k_min, inputs.hkl.l_min), "hkl"))
+            c_in.nh, c_in.nk, c_in.nl = (_c_int(n, "-hkl: the table size") for n in F.shape)
         if inputs.sources is not None and len(inputs.sources):
             src = np.ascontiguousarray(inputs.sources, dtype=np.float64)
             self._keep.append(src)
             c_in.sources = ffi.cast("const double *", src.ctypes.data)
-            c_in.n_sources = src.shape[0]
+            c_in.n_sources = _c_int(src.shape[0], "-sourcefile: the number of sources")
         if inputs.mask is not None:
             mask = np.ascontiguousarray(inputs.mask, dtype=np.uint8)
             self._keep.append(mask)
             c_in.mask = ffi.cast("const uint8_t *", mask.ctypes.data)
-            c_in.mask_spixels, c_in.mask_fpixels = mask.shape
+            c_in.mask_spixels, c_in.mask_fpixels = (_c_int(n, "-mask: the mask size") for n in mask.shape)
         panels = panels_to_c(tuple(config.detector.panels))
         if panels is not None:
             self._keep.append(panels)
             c_in.panels = panels
-            c_in.n_panels = len(panels)
+            c_in.n_panels = _c_int(len(panels), "the number of panels")
         self.config = config
         self._cfg = config_to_c(config)
+        # the memory rule (pybragg.memory): the plan refuses inputs that would need more
+        c_in.memory_limit = float(available_bytes())
         err = ffi.new("pb_error *")
         plan = lib.pb_plan_create(self._cfg, c_in, err)
         if plan == ffi.NULL:

@@ -4,6 +4,11 @@ Entry points, mirrored by :mod:`pybragg.engines.torch`:
 
 * :func:`render` -- ``render(config, inputs, *, threads, progress, ...) -> Result``;
 * :func:`trace_pixel` -- one pixel's intermediate quantities in loop order.
+
+A render started from the main thread runs in a worker thread while the main thread waits
+(:func:`run_interruptible`), so that Ctrl-C (or any exception raised in the main thread, such as
+the command line's SIGTERM handler's) sets the library's cancellation flag: the engine stops
+within a row of pixels and the exception propagates.
 """
 
 from __future__ import annotations
@@ -33,6 +38,41 @@ def code_paths() -> list[str]:
     return [name for name, code in CODE_PATHS.items() if code and lib.pb_code_path_supported(code)]
 
 
+def run_interruptible(call: Callable[[], int], opts: Any, err: Any, progress: Callable[[], None] | None = None,
+                      poll: float = 0.1) -> None:
+    """Run ``call()`` (a C pass taking ``opts``, a ``pb_render_options *``) and :func:`check` its code.
+
+    From the main thread, or with ``progress`` (called every ``poll`` seconds from this thread),
+    the pass runs in a worker thread.  An exception in the waiting thread (KeyboardInterrupt,
+    an exception from ``progress``) sets ``opts.cancel``; the worker is joined, the engine having
+    stopped within a row, and the exception is re-raised.  The buffers the pass writes stay
+    alive until then, whatever else arrives.
+    """
+    ffi, _ = native()
+    cancel = ffi.new("int[1]")
+    opts.cancel = cancel
+    if progress is None and threading.current_thread() is not threading.main_thread():
+        check(call(), err)
+        return
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(call()), name="pybragg-c-render", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll)
+            if progress is not None:
+                progress()
+    except BaseException:
+        cancel[0] = 1
+        while worker.is_alive():
+            try:
+                worker.join()
+            except BaseException:  # noqa: BLE001, S112 -- a second interrupt: the worker still writes our buffers
+                continue
+        raise
+    check(codes[0] if codes else 1, err)
+
+
 def render_plan(
     plan: Plan, threads: int = 0, progress: Callable[[float], None] | None = None, code_path: str | None = None
 ) -> tuple[np.ndarray, Stats]:
@@ -55,20 +95,11 @@ def render_plan(
     opts.progress = counter
     err = ffi.new("pb_error *")
     img_ptr = ffi.cast("float *", image.ctypes.data)
-    if progress is None:
-        check(lib.pb_render(plan.handle, img_ptr, stats, opts, err), err)
-    else:
-        codes: list[int] = []
-        worker = threading.Thread(
-            target=lambda: codes.append(lib.pb_render(plan.handle, img_ptr, stats, opts, err)), daemon=True
-        )
-        worker.start()
-        rows = max(1, plan.rows)
-        while worker.is_alive():
-            worker.join(0.1)
-            progress(min(1.0, counter[0] / rows))
+    rows = max(1, plan.rows)
+    report = None if progress is None else (lambda: progress(min(1.0, counter[0] / rows)))
+    run_interruptible(lambda: lib.pb_render(plan.handle, img_ptr, stats, opts, err), opts, err, report)
+    if progress is not None:
         progress(1.0)
-        check(codes[0] if codes else 1, err)
     return image, stats_from_c(stats, plan.geometry.data_fpixels)
 
 
