@@ -485,13 +485,16 @@ def named_things(argv: list[str], files: list[str]) -> set[str]:
     return names
 
 
-def names_one(line: str, files: set[str]) -> bool:
-    """True when ``line`` names a flag (a ``-name`` token of the flag table) or one of ``files``."""
+def names_one(line: str, files: set[str], argv: list[str] = ()) -> bool:
+    """True when ``line`` names a flag (a ``-name`` token of the flag table), one of ``files``, or
+    quotes an argument of ``argv`` (a stray word: ``unexpected argument 'x'``)."""
     from pybragg.flags.table import lookup
 
     if any(lookup(token) is not None for token in ANY_FLAG.findall(line)):
         return True
-    return any(name in line for name in files)
+    if any(name in line for name in files):
+        return True
+    return any(repr(token) in line for token in argv if token)
 
 
 SANITIZER = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "UndefinedBehaviorSanitizer")

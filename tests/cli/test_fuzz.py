@@ -154,7 +154,7 @@ def check_run(server: ForkServer, case: Case, engine: str, folder: Path, fault: 
             errors = [line for line in lines if line.startswith("pybragg: error:")]
             if len(errors) != 1:
                 problems.append(f"{len(errors)} 'pybragg: error:' lines on stderr, not 1")
-            elif not names_one(errors[0], named_things(argv, list(case.files) + list(case.symlinks))):
+            elif not names_one(errors[0], named_things(argv, list(case.files) + list(case.symlinks)), argv):
                 problems.append("the error line names no flag or file")
             if out.exit == 70:
                 problems.append("an exception escaped main()")
