@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +102,11 @@ def zero_uncovered(image: np.ndarray, result: Result) -> np.ndarray:
     return image
 
 
+def _block_rows(image: np.ndarray) -> int:
+    """Rows per block of the scaled images' arithmetic: a block of float64 values stays in the cache."""
+    return max(1, (1 << 18) // max(image.shape[1], 1))
+
+
 def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
     """Noiseless integer image and the scale used (default: brightest pixel at 55000).
 
@@ -110,7 +117,7 @@ def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[n
         scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
     image = float32_image(result)
     counts = np.empty(image.shape, dtype=np.uint16)
-    block = max(1, (1 << 18) // max(image.shape[1], 1))  # rows per block: stays in cache
+    block = _block_rows(image)
     for start in range(0, image.shape[0], block):
         value = image[start:start + block].astype(np.float64)
         value *= scale
@@ -127,10 +134,40 @@ def pgm_image(result: Result, scale: float | None, int_scale: float) -> tuple[np
     """8-bit image and the scale used (default: 5 rms deviations at 250)."""
     if scale is None or scale <= 0.0:
         scale = 250.0 / (5.0 * result.stats.rmsd) if result.stats.rmsd > 0.0 else int_scale
-    value = float32_image(result).astype(np.float64)
-    value *= scale
-    np.minimum(value, 255.0, out=value)
-    return _zero_outside_roi(value.astype(np.uint8), result), scale
+    image = float32_image(result)
+    grey = np.empty(image.shape, dtype=np.uint8)
+    block = _block_rows(image)
+    for start in range(0, image.shape[0], block):
+        value = image[start:start + block].astype(np.float64)
+        value *= scale
+        np.minimum(value, 255.0, out=value)
+        grey[start:start + block] = value
+    return _zero_outside_roi(grey, result), scale
+
+
+class _InThread:
+    """``work()`` run in a thread started now; :meth:`result` waits for it and returns its value
+    (or raises its exception)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self._out: list[Any] = []
+        self._error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._out.append(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                self._error.append(exc)
+
+        self._thread = threading.Thread(target=run, name="pybragg-noise", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        while self._thread.is_alive():
+            self._thread.join(0.1)  # short waits: a signal's handler runs in between
+        if self._error:
+            raise self._error[0]
+        return self._out[0]
 
 
 @dataclass
@@ -378,6 +415,12 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
     jobs: list[tuple[str, Callable[[str], None]]] = []
     fields = smv_fields(result)
     image = float32_image(result)
+    if outputs.write_noise and outputs.noisefile:
+        # the noise image's serial random stream runs in C without the GIL, beside the other images
+        response = response_config(result, outputs)
+        noise = _InThread(lambda: noise_image(
+            image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset, response
+        ))
     if outputs.floatfile:
         jobs.append((outputs.floatfile, lambda path: write_bytes(path, float_image_bytes(image))))
     counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
@@ -389,10 +432,7 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
         jobs.append((outputs.pgmfile, lambda path: write_bytes(path, pgm_bytes(grey, pgm_scale))))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
-        response = response_config(result, outputs)
-        noisy, photons, overloads = noise_image(
-            image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset, response
-        )
+        noisy, photons, overloads = noise.result()
         noisy = zero_uncovered(noisy, result)
         if noisy.dtype == np.uint32:
             jobs.append((outputs.noisefile, lambda path: write_bytes(path, smv32_bytes(noisy, fields))))
