@@ -12,7 +12,6 @@ be honoured falls back along ``fallback`` with a one-line notice.
 
 from __future__ import annotations
 
-import ctypes.util
 import importlib
 import importlib.util
 import os
@@ -102,6 +101,8 @@ def _gpu_driver_present() -> bool:
         return any(os.path.exists(path) for path in _GPU_DEVICE_FILES)
     if sys.platform == "darwin":  # no CUDA on macOS
         return False
+    import ctypes.util  # here only: it imports subprocess, which a plain run does not need
+
     return any(ctypes.util.find_library(name) is not None for name in _GPU_LIBRARIES)
 
 
