@@ -12,7 +12,6 @@ import numpy as np
 
 from pybragg.memory import check_allocation, format_bytes
 
-from .atomic import atomic_write
 from .errors import MAX_LINE_BYTES, FormatError, describe_path, read_bytes, shorten
 
 #: largest |h|, |k|, |l| accepted: the engine's index fields are C ints
@@ -318,11 +317,26 @@ def read_fdump(path: str | os.PathLike[str]) -> HKLTable:
 
 
 def write_fdump(path: str | os.PathLike[str], table: HKLTable) -> None:
-    """Write ``table`` in the reference's ``Fdump.bin`` layout (zero-padded grid)."""
+    """Write ``table`` in the reference's ``Fdump.bin`` layout (zero-padded grid), atomically.
+
+    The grid is written one h plane at a time, so that the cache of a large table takes one
+    plane of memory, not copies of the whole grid.
+    """
+    from .atomic import commit_files
+
     header = (
         f"{table.h_min} {table.h_max} {table.k_min} {table.k_max} {table.l_min} {table.l_max}\n\f"
     ).encode("ascii")
     nh, nk, nl = table.F.shape
-    padded = np.zeros((nh + 1, nk + 1, nl + 1), dtype="<f8")
-    padded[:nh, :nk, :nl] = table.F
-    atomic_write(path, header + padded.tobytes())
+
+    def write(tmp: str) -> None:
+        plane = np.zeros((nk + 1, nl + 1), dtype="<f8")
+        with open(tmp, "wb") as handle:
+            handle.write(header)
+            for h in range(nh):
+                plane[:nk, :nl] = table.F[h]
+                handle.write(plane.tobytes())
+            plane[:] = 0.0
+            handle.write(plane.tobytes())
+
+    commit_files([(os.fspath(path), write)])
