@@ -165,8 +165,8 @@ def run(command: str, argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         summary = run_dataset(job, o.out, resume=o.resume, name=o.name, scheduler=o.scheduler, workers=o.workers,
                               batch=o.batch, progress=None if o.quiet else err,
                               connect_timeout=o.connect_timeout, interrupted=interrupted)
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C 130; SIGTERM/SIGHUP (errors.Interrupted) 128 + the signal
+        return 128 + getattr(exc, "signo", 2)
     if not o.quiet:
         out.write(summary.text() + "\n")
     return 0
