@@ -42,6 +42,16 @@ static int finite3(const double v[3])
     return isfinite(v[0]) && isfinite(v[1]) && isfinite(v[2]);
 }
 
+/* A finite direction whose length overflows (1e300 1e300 1e300) or underflows (1e-300 ...) is
+   divided by its largest component first, so that it normalises to a unit vector rather than to
+   zero; other vectors are left exactly as they are. */
+static void rescale_direction(double v[3])
+{
+    double m = fmax(fabs(v[0]), fmax(fabs(v[1]), fabs(v[2])));
+    double len = v3_norm(v);
+    if (m > 0.0 && isfinite(m) && (!isfinite(len) || len < 1e-150)) v3_scale(v, 1.0 / m, v);
+}
+
 int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
 {
     const pb_detector *d = &cfg->detector;
@@ -153,6 +163,9 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     if (d->has_pix0 && !finite3(d->pix0_vector))
         return pb_set_error(err, PB_ERR_INVALID, "-pix0_vector: the detector origin must be finite");
 
+    double *directions[] = {beam, fdet, sdet, odet, tt_axis, polar, spindle};
+    for (size_t i = 0; i < sizeof directions / sizeof directions[0]; ++i) rescale_direction(directions[i]);
+
     /* unit vectors; a detector normal that is not exactly unit is rebuilt from f x s */
     if (!(v3_unit(beam, beam) > 0.0)) return pb_set_error(err, PB_ERR_INVALID, "-beam_vector: the beam direction is zero");
     if (!(v3_unit(fdet, fdet) > 0.0))
@@ -216,10 +229,11 @@ int geometry_resolve(const pb_config *cfg, pb_geometry *g, pb_error *err)
     Fbeam = v3_dot(fdet, hit);
     Sbeam = v3_dot(sdet, hit);
     distance = close_distance / ratio;
+    const char *placed_by = d->has_pix0 ? "-pix0_vector" : "-distance/-close_distance";
     if (!(close_distance > 0.0) && !(close_distance < 0.0))
-        return pb_set_error(err, PB_ERR_INVALID, "detector plane passes through the sample");
+        return pb_set_error(err, PB_ERR_INVALID, "%s: the detector plane passes through the sample", placed_by);
     if (!isfinite(distance) || !isfinite(close_distance))
-        return pb_set_error(err, PB_ERR_INVALID, "detector distance is not finite");
+        return pb_set_error(err, PB_ERR_INVALID, "%s: the detector distance is not finite", placed_by);
 
     g->convention = conv;
     g->pivot = pivot;

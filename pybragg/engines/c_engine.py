@@ -55,19 +55,28 @@ def run_interruptible(call: Callable[[], int], opts: Any, err: Any, progress: Ca
         check(call(), err)
         return
     codes: list[int] = []
-    worker = threading.Thread(target=lambda: codes.append(call()), name="pybragg-c-render", daemon=True)
-    worker.start()
+    # Waited for through an Event, not Thread.join: an exception raised inside join() can leave the
+    # thread marked as stopped while it still runs (CPython 3.11, bpo-45274), and the buffers the
+    # pass writes would be freed under it.
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            codes.append(call())
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="pybragg-c-render", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(poll)
+        while not done.wait(poll):
             if progress is not None:
                 progress()
     except BaseException:
         cancel[0] = 1
-        while worker.is_alive():
+        while not done.is_set():
             try:
-                worker.join()
-            except BaseException:  # noqa: BLE001, S112 -- a second interrupt: the worker still writes our buffers
+                done.wait(poll)
+            except BaseException:  # noqa: BLE001, S112 -- a second interrupt: the pass still writes our buffers
                 continue
         raise
     check(codes[0] if codes else 1, err)

@@ -255,7 +255,10 @@ def test_an_exception_in_the_waiting_thread_stops_the_render() -> None:
         c_engine.render_plan(plan, threads=2, progress=progress)
     assert time.monotonic() - start < 3.0
     assert calls and calls[0] < 0.5
-    assert threading.active_count() == 1  # the worker has stopped
+    deadline = time.monotonic() + 1.0  # the worker ends right after the pass returns
+    while any(t.name == "pybragg-c-render" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "pybragg-c-render" for t in threading.enumerate())
 
 
 def test_a_background_pass_is_cancelled_too() -> None:
@@ -277,3 +280,14 @@ def test_a_background_pass_is_cancelled_too() -> None:
     code = lib.pb_render_background(plan.handle, bg, ffi.cast("float *", image.ctypes.data), ffi.NULL, opts, err)
     assert code == lib.PB_ERR_INVALID and b"--threads" in ffi.string(err.message)
     del keep
+
+
+def test_vectors_at_the_ends_of_the_double_range() -> None:
+    # the length of (1e300, 1e300, 1e300) overflows: it used to normalise to zero ("the detector plane
+    # passes through the sample"); it is the direction (1, 1, 1)
+    for extra in (("-beam_vector", "1e300", "1e300", "1e300"), ("-beam_vector", "1e-300", "0", "0"),
+                  ("-fdet_vector", "1e308", "1e308", "0", "-sdet_vector", "0", "-1", "0")):
+        assert render_ok(*extra).max() > 0
+    config, inputs = config_with(detector={"has_pix0": True, "pix0_vector": (0.0, 0.0, 0.0), "convention": 0})
+    with pytest.raises(EngineError, match="^-pix0_vector: the detector plane passes through the sample$"):
+        Plan(config, inputs)

@@ -228,10 +228,15 @@ def render_image(model: TorchModel, params: Mapping[str, Any] | None,
                 for i, unit in enumerate(units):
                     collect(run(unit), i + 1)
             else:
-                with ThreadPoolExecutor(max_workers=pool) as executor:
+                executor = ThreadPoolExecutor(max_workers=pool)
+                try:
                     futures = [executor.submit(run, unit) for unit in units]
                     for done, future in enumerate(as_completed(futures), start=1):
                         collect(future.result(), done)
+                finally:
+                    # on Ctrl-C (or any error) the chunks not yet started are dropped: the render
+                    # stops once the running ones end, not after the whole image
+                    executor.shutdown(wait=True, cancel_futures=True)
         finally:
             torch.set_num_threads(old)
     return flat.view(sp, fp), omega_sum, fallbacks
