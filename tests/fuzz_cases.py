@@ -282,6 +282,10 @@ ISSUE_CASES = [
         ["--threads", "100000"], ["-seed", str(2**63)], ["-N", str(2**31)], ["-oversample", str(2**31)],
         ["-intfile", "float.bin"], ["-floatfile", LONG_NAME], ["-intfile", "link.out"],
         ["-mat", "/dev/zero"],
+        # products of counts past 2^31 (class 1)
+        ["-oversample", "46341"], ["-phisteps", "65536", "-osc", "1", "-mosaic_domains", "65536", "-mosaic", "1"],
+        ["-detpixels", "65536"], ["-detpixels_f", "2147483647", "-detpixels_s", "2"],
+        ["-dispersion", "10", "-dispsteps", "65536", "-divergence", "1", "-hdivsteps", "65536"],
     )
 ] + [
     Case(argv=[*BASE, "-detpixels", "8", "-hkl", "in.hkl"], files={"in.hkl": _hkl_range(-700, 700)}),
