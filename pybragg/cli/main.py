@@ -334,7 +334,7 @@ class StdoutFailed(Exception):
         self.error = error
 
 
-class _GuardedStdout:
+class GuardedStdout:
     """``sys.stdout`` for the subcommands that print as they go: a failed write raises
     :class:`StdoutFailed`."""
 
@@ -383,12 +383,12 @@ def _silence_stdout() -> None:
 
 
 def _emit(text: str) -> None:
-    """Print ``text`` on stdout now (raises StdoutFailed)."""
-    if not text:
-        return
-    out = _GuardedStdout(sys.stdout)
-    out.write(text)
-    out.flush()
+    """Print ``text`` on stdout now and flush what else went there (raises StdoutFailed)."""
+    out = GuardedStdout(sys.stdout)
+    if text:
+        out.write(text)
+    if text or sys.stdout is not None:
+        out.flush()
 
 
 def _status(exc: BaseException) -> tuple[int, str | None] | None:
@@ -426,7 +426,7 @@ def _main(args: list[str]) -> int:
                 code = run_simulation(args, held, sys.stderr)
             else:
                 module = importlib.import_module(SUBCOMMANDS[command])
-                out = held if command in BUFFERED else _GuardedStdout(sys.stdout)
+                out = held if command in BUFFERED else GuardedStdout(sys.stdout)
                 code = module.main(command, args[1:], out, sys.stderr)  # type: ignore[arg-type]
         except BaseException as exc:
             status = _status(exc)

@@ -8,6 +8,7 @@ raises :class:`HelpShown`, which the subcommand turns into exit code 0.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pybragg.errors import UsageError
 
@@ -26,3 +27,14 @@ class Parser(argparse.ArgumentParser):
         if status == 0:  # after --help
             raise HelpShown
         raise UsageError(f"{self.prog}: {message or 'usage error'}")
+
+    def _print_message(self, message: str, file=None) -> None:  # type: ignore[override]
+        """Like argparse's, but a failed write to stdout is reported (argparse drops it)."""
+        if not message:
+            return
+        if file is None or file is sys.stdout:
+            from pybragg.cli.main import GuardedStdout
+
+            GuardedStdout(sys.stdout).write(message)
+        else:
+            file.write(message)
