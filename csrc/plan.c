@@ -172,10 +172,6 @@ static int build_axes(pb_plan *p, pb_error *err)
 {
     const pb_geometry *g = &p->geo;
     size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains; /* <= PB_MAX_COUNT (sampling_resolve) */
-    /* the axes, and the render's copy of them (fast_setup in kernel.c) */
-    int rc = plan_reserve(p, 144.0 * (double)n, err, "-phisteps/-mosaic_domains: %d x %d crystal orientations",
-                          g->phisteps, g->mosaic_domains);
-    if (rc != PB_OK) return rc;
     p->axes = malloc(sizeof(double) * 9 * n);
     if (p->axes == NULL) return pb_set_error(err, PB_ERR_NOMEM, "out of memory for crystal orientations");
     const double *abc0[3] = {g->a, g->b, g->c};
@@ -449,6 +445,12 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
     if (copy_inputs(p, in, err) != PB_OK) goto fail;
     if (!p->has_table) g->interpolate = 0;
 
+    /* the crystal orientations (build_axes) and the render's copy of them (fast_setup in kernel.c),
+       reserved before the sources and domains are built */
+    if (plan_reserve(p, 144.0 * g->phisteps * (double)g->mosaic_domains, err,
+                     "-phisteps/-mosaic_domains: %d x %d crystal orientations", g->phisteps,
+                     g->mosaic_domains) != PB_OK)
+        goto fail;
     if (sources_build(p, cfg, in, err) != PB_OK) goto fail;
     g->sources = p->n_sources;
     if (mosaic_build(p, cfg, err) != PB_OK) goto fail;

@@ -182,7 +182,7 @@ MESSAGE = re.compile(r"needs \d+\.\d [KMGT]iB, more than the \d+\.\d [KMGT]iB av
 
 @pytest.mark.parametrize(("extra", "names"), [
     (("-divergence", "1", "-divsteps", "2000", "-square_div"), ("-divsteps/-dispsteps: 2000 x 2000 x 1 sources",)),
-    (("-mosaic", "1", "-mosaic_domains", "1000000"), ("-mosaic_domains: 1000000 mosaic domains",)),
+    (("-mosaic", "1", "-mosaic_domains", "1000000"), ("-phisteps/-mosaic_domains: 1 x 1000000 crystal orientations",)),
     (("-mosaic", "1", "-mosaic_domains", "1000", "-osc", "1", "-phisteps", "1000"),
      ("-phisteps/-mosaic_domains: 1000 x 1000 crystal orientations",)),
 ])
