@@ -320,8 +320,9 @@ def _extra_jobs(result: Result, outputs, space_group: str | None) -> list[tuple[
 
         image = nexusfile or cbffile or (outputs.noisefile if outputs.write_noise else None) or outputs.intfile
         imgcif = setup.in_imgcif()
-        jobs.append((exptfile, lambda path: write_expt(path, imgcif, image=image, space_group=space_group,
-                                                       nopolar=nopolar)))
+        folder = os.path.dirname(os.path.abspath(exptfile))  # the list's, not its staged file's
+        jobs.append((exptfile, lambda path: write_expt(path, imgcif, image=image, relative_to=folder,
+                                                       space_group=space_group, nopolar=nopolar)))
     if pngfile:
         from pybragg.io.png import png_pixels, write_png
 

@@ -137,11 +137,13 @@ def experiment_list(setup: Setup, *, space_group: str | None = None, image: str 
     }
 
 
-def write_expt(path: str | os.PathLike[str], setup: Setup, *, image: str | None = None, **options) -> None:
+def write_expt(path: str | os.PathLike[str], setup: Setup, *, image: str | None = None,
+               relative_to: str | None = None, **options) -> None:
     """Write the experiment list of ``setup`` (imgCIF frame) as JSON.  ``image``: the image file
-    the list points to, written relative to the list's folder where it can be."""
+    the list points to, written relative to the list's folder where it can be (``relative_to``:
+    that folder, when ``path`` is a staged file elsewhere)."""
     if image is not None:
-        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        folder = relative_to or os.path.dirname(os.path.abspath(os.fspath(path)))
         target = os.path.abspath(image)
         try:
             image = os.path.relpath(target, folder)

@@ -12,6 +12,7 @@ broken stdout never costs the files.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import shutil
@@ -194,14 +195,19 @@ def test_a_symlinked_output_is_written_through(tmp_path, monkeypatch, capsys, re
 
 def test_a_fifo_output_is_written_into(tmp_path, monkeypatch, capsys, reference) -> None:
     monkeypatch.chdir(tmp_path)
-    os.mkfifo(tmp_path / "float.bin")
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append((tmp_path / "float.bin").read_bytes()), daemon=True)
-    reader.start()
-    assert main([*SMALL, *OUTS, "-q"]) == 0, capsys.readouterr().err
-    reader.join(30)
+    got: dict[str, bytes] = {}
+    for name in ("float.bin", "a.expt"):
+        os.mkfifo(tmp_path / name)
+        threading.Thread(target=lambda n=name: got.update({n: (tmp_path / n).read_bytes()}), daemon=True).start()
+    assert main([*SMALL, *OUTS, "-cbffile", "a.cbf", "-exptfile", "a.expt", "-q"]) == 0, capsys.readouterr().err
+    deadline = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert stat.S_ISFIFO(os.lstat(tmp_path / "float.bin").st_mode)
-    assert got == [reference["float.bin"]]
+    assert got["float.bin"] == reference["float.bin"]
+    # the experiment list names its image relative to its own folder (not to where it was staged)
+    image = json.loads(got["a.expt"])["imageset"][0]["template"]
+    assert image == "a.cbf"
     assert (tmp_path / "int.img").read_bytes() == reference["int.img"]
     assert staged(tmp_path) == []
 
