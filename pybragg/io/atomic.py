@@ -93,8 +93,13 @@ class _Staged:
 
 
 def final_target(path: str | os.PathLike[str]) -> str:
-    """The file a write to ``path`` ends in: absolute, with every symlink followed."""
-    return os.path.realpath(os.fspath(path))
+    """The file a write to ``path`` ends in: absolute, with every symlink followed (but a link
+    that only the kernel can follow, such as ``/dev/stdout`` on a pipe, is kept as named)."""
+    named = os.fspath(path)
+    real = os.path.realpath(named)
+    if not os.path.lexists(real) and os.path.exists(named):
+        return os.path.abspath(named)
+    return real
 
 
 def _is_special(target: str) -> bool:
@@ -162,7 +167,8 @@ def _keep_old(target: str) -> tuple[str | None, bool]:
         except FileExistsError:
             continue
         except OSError as exc:  # a file system without hard links: move the old file aside
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV,
+                                 errno.ENOSYS):
                 raise
             if os.path.lexists(backup):
                 continue

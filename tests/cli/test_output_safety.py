@@ -453,6 +453,16 @@ def test_a_broken_pipe_on_stdout_is_quiet_and_keeps_the_files(tmp_path, referenc
     _files_written(tmp_path, reference)
 
 
+def test_dev_stdout_on_a_pipe_is_written_into(tmp_path, reference) -> None:
+    args = [*OUTS, "-q"]
+    args[1] = "/dev/stdout"  # the pipe to the test: written into, not replaced
+    proc = subprocess.run([*COMMAND, *SMALL, *args], cwd=tmp_path, env=env(), capture_output=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == reference["float.bin"]
+    assert sorted(os.listdir(tmp_path)) == ["image.pgm", "int.img", "noise.img"]
+
+
 # --------------------------------------------------------------------------- nonbragg, noisify
 
 
