@@ -13,6 +13,8 @@
 
 /* the most pixels the data array may have (its indices must fit an int) */
 #define PB_MAX_DATA_PIXELS 2.0e9
+/* the most explicit panels (their overlap check compares every pair) */
+#define PB_MAX_PANELS 16384
 /* fast and slow axes closer to parallel than this (|f x s| of the unit vectors) are refused */
 #define PB_MIN_AXIS_SINE 1e-9
 
@@ -178,6 +180,8 @@ static int explicit_panels(pb_plan *p, const pb_config *cfg, const pb_panel *pan
     int conv = cfg->detector.convention;
     if (conv < PB_CONVENTION_CUSTOM || conv > PB_CONVENTION_DENZO)
         return pb_set_error(err, PB_ERR_INVALID, "unknown detector convention %d", conv);
+    if (n > PB_MAX_PANELS)
+        return pb_set_error(err, PB_ERR_INVALID, "-geom/-expt: %d panels are too many (at most %d)", n, PB_MAX_PANELS);
     long long data_f = 0, data_s = 0;
     for (int i = 0; i < n; ++i) {
         if (check_panel(&panels[i], i, err) != PB_OK) return PB_ERR_INVALID;

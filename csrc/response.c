@@ -76,19 +76,23 @@ static double fiber_over_pixel(double x, double y, double g)
 
 /* rendering radius for a pixel of `photons` (auto mode): where the lost photons
    fall below a tenth of the pixel's own Poisson noise */
+/* the largest radius any pixel's spread is computed with (2 r + 1 must fit an int) */
+#define PSF_MAX_RADIUS (INT_MAX / 4)
+
 static int psf_auto_radius(int type, double photons, double fwhm, double g, int global)
 {
     double lost = sqrt(photons) / PSF_LOSS_FACTOR;
-    int r = 0;
+    double r = 0.0;
     if (type == PB_PSF_GAUSS) {
         if (global)
-            r = 1 + (int)ceil(sqrt(-log(lost / photons) / log(4) / 2) * fwhm);
+            r = 1 + ceil(sqrt(-log(lost / photons) / log(4) / 2) * fwhm);
         else
-            r = 1 + (int)ceil(sqrt(-log(lost / photons) / log(16)) * fwhm);
+            r = 1 + ceil(sqrt(-log(lost / photons) / log(16)) * fwhm);
     } else {
-        r = 1 + (int)ceil(g * (photons / lost));
+        r = 1 + ceil(g * (photons / lost));
     }
-    return r;
+    /* the caller clips it to the detector's width; beyond this it must not overflow an int first */
+    return r < PSF_MAX_RADIUS ? (int)r : PSF_MAX_RADIUS;
 }
 
 int pb_response_psf(const float *in, int fpixels, int spixels, int type, double fwhm_pixels, int user_radius,
@@ -122,13 +126,14 @@ int pb_response_psf(const float *in, int fpixels, int spixels, int type, double 
         if (radius == 0) radius = 1;
     }
     if (radius > maxwidth) radius = maxwidth;
+    if (radius > PSF_MAX_RADIUS) radius = PSF_MAX_RADIUS;
     if (radius_used) *radius_used = radius;
     int size = 2 * radius + 1;
     double *kernel = calloc((size_t)size * (size_t)size, sizeof(double));
     if (kernel == NULL) return pb_set_error(err, PB_ERR_NOMEM, "no memory for a %d x %d PSF kernel", size, size);
     for (int dy = -radius; dy <= radius; ++dy)
         for (int dx = -radius; dx <= radius; ++dx) {
-            if (dx * dx + dy * dy > radius * radius) continue;
+            if ((long long)dx * dx + (long long)dy * dy > (long long)radius * radius) continue;
             size_t k = (size_t)size * (size_t)(radius + dy) + (size_t)(radius + dx);
             kernel[k] = type == PB_PSF_GAUSS ? gauss_over_pixel(dx, dy, fwhm_pixels) : fiber_over_pixel(dx, dy, g);
         }
@@ -150,14 +155,14 @@ int pb_response_psf(const float *in, int fpixels, int spixels, int type, double 
             q = q * q;
             lost = value * exp(-log(16) * q);
         } else {
-            lost = value * g / sqrt(g * g + r * r);
+            lost = value * g / sqrt(g * g + (double)r * r);
         }
         total_lost += lost;
         for (int dx = -r; dx <= r; ++dx)
             for (int dy = -r; dy <= r; ++dy) {
                 size_t k = (size_t)size * (size_t)(radius + dy) + (size_t)(radius + dx);
                 if (kernel[k] == 0.0) continue;
-                if (dx * dx + dy * dy > r * r) continue;
+                if ((long long)dx * dx + (long long)dy * dy > (long long)r * r) continue;
                 int x = x0 + dx, y = y0 + dy;
                 /* as in the reference, x == fpixels lands on the first pixel of the next row */
                 if (x < 0 || x > fpixels || y < 0 || y > spixels) continue;

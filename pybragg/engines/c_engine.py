@@ -25,6 +25,7 @@ from pybragg._native import check, native
 from pybragg.config import Config
 from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
+from pybragg.memory import check_allocation
 from pybragg.plan import Plan, stats_from_c
 from pybragg.result import Result, Stats, TraceRecord
 
@@ -128,12 +129,30 @@ def render(
     return plan.result(image, stats, "c", "float32", "cpu", time.perf_counter() - start)
 
 
+def _check_trace_size(plan: Plan, fpixel: int, spixel: int) -> None:
+    """Refuse a trace whose records would not fit in memory or overflow the engine's int count."""
+    ffi, _ = native()
+    g = plan.geometry
+    panel = next((p for p in plan.panels if 0 <= fpixel - p.data_fast < p.fpixels
+                  and 0 <= spixel - p.data_slow < p.spixels), None)
+    if panel is None:
+        return  # the engine says which pixel lies on no panel
+    orientations = int(g.phisteps) * int(g.mosaic_domains)
+    # records per pixel, sub-pixel and layer, source and orientation (kernel.c, with room to spare)
+    bound = 16 + int(g.thicksteps) * int(panel.oversample) ** 2 * (8 + int(g.sources) * (8 + 8 * orientations))
+    what = f"the trace of pixel ({fpixel}, {spixel}): up to {bound} records"
+    if bound > 2**31 - 1:
+        raise UsageError(f"{what}, more than the engine can count (2^31 - 1): fewer sub-pixels, sources or domains")
+    check_allocation(float(bound) * ffi.sizeof("pb_trace_record"), what)
+
+
 def trace_pixel(
     config: Config, inputs: Inputs | None, fpixel: int, spixel: int, *, plan: Plan | None = None, **_: Any
 ) -> tuple[list[TraceRecord], float]:
     """Intermediate quantities of pixel (``fpixel``, ``spixel``) in loop order, and its value."""
     ffi, lib = native()
     plan = plan if plan is not None else Plan(config, inputs)
+    _check_trace_size(plan, fpixel, spixel)
     count = ffi.new("int *")
     value = ffi.new("double *")
     err = ffi.new("pb_error *")

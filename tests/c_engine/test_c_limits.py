@@ -291,3 +291,39 @@ def test_vectors_at_the_ends_of_the_double_range() -> None:
     config, inputs = config_with(detector={"has_pix0": True, "pix0_vector": (0.0, 0.0, 0.0), "convention": 0})
     with pytest.raises(EngineError, match="^-pix0_vector: the detector plane passes through the sample$"):
         Plan(config, inputs)
+
+
+def test_a_trace_too_large_is_refused(monkeypatch) -> None:
+    plan = plan_of("-mosaic", "1", "-mosaic_domains", "1000", "-oversample", "100")
+    monkeypatch.setenv("PYBRAGG_MEMORY_LIMIT", "64M")
+    with pytest.raises(ResourceLimitError, match=r"the trace of pixel \(1, 2\): up to \d+ records needs"):
+        c_engine.trace_pixel(plan.config, None, 1, 2, plan=plan)
+    plan = plan_of("-mosaic", "1", "-mosaic_domains", "100000", "-oversample", "200")
+    with pytest.raises(UsageError, match="more than the engine can count"):
+        c_engine.trace_pixel(plan.config, None, 1, 2, plan=plan)
+    records, value = c_engine.trace_pixel(plan_of().config, None, 1, 2)
+    assert records[-1].name == "pixel" and value > 0
+
+
+def test_too_many_panels_are_refused() -> None:
+    from pybragg.config import PanelConfig
+
+    panels = tuple(PanelConfig(name=f"p{i}", fpixels=1, spixels=1, origin=(0.1, 0.0, 0.0), data_fast=i)
+                   for i in range(16385))
+    config, inputs = config_with(detector={"panels": panels})
+    with pytest.raises(EngineError, match=r"^-geom/-expt: 16385 panels are too many \(at most 16384\)$"):
+        Plan(config, inputs)
+
+
+def test_a_huge_point_spread_function_is_clipped_to_the_image() -> None:
+    # the automatic radius of a PSF wider than 2^31 pixels overflowed an int
+    ffi, lib = native()
+    image = np.full((4, 4), 100.0, dtype=np.float32)
+    out = np.zeros_like(image)
+    radius = ffi.new("int *")
+    err = ffi.new("pb_error *")
+    for kind in (lib.PB_PSF_GAUSS, lib.PB_PSF_FIBER):
+        code = lib.pb_response_psf(ffi.cast("const float *", image.ctypes.data), 4, 4, kind, 1e12, 0,
+                                   ffi.cast("float *", out.ctypes.data), ffi.NULL, radius, err)
+        assert code == lib.PB_OK and radius[0] == 4
+        assert np.isfinite(out).all() and (out >= 0).all()
