@@ -23,6 +23,10 @@ from pybragg.simulator import Simulator
 __all__ = ["Invocation", "from_args", "load_inputs", "parse_args"]
 
 
+#: the engine options :func:`from_args` takes as keywords
+_OVERRIDES = frozenset({"backend", "dtype", "device", "threads", "memory_budget_gib"})
+
+
 def from_args(
     argv: Sequence[str],
     *,
@@ -43,7 +47,14 @@ def from_args(
     """
     if isinstance(argv, (str, bytes)):
         raise UsageError("from_args expects a list of arguments, not one string (use text.split())")
-    inv = parse_args(list(argv))
+    try:
+        args = list(argv)
+    except TypeError:
+        raise UsageError(f"from_args expects a list of arguments, not {type(argv).__name__}") from None
+    unknown = sorted(set(overrides) - _OVERRIDES)
+    if unknown:
+        raise UsageError(f"from_args: unknown keyword {unknown[0]!r} (one of {', '.join(sorted(_OVERRIDES))})")
+    inv = parse_args(args)
     inputs = load_inputs(inv, write_dump=write_dump)
     if inv.notices:
         say = notice or (lambda message: print(message, file=sys.stderr))

@@ -346,4 +346,7 @@ def resolve(inv: NonBraggInvocation) -> tuple[Config, SampleConfig, dict[str, fl
     if "molecules" in v:
         s.molecules = float(v["molecules"])
     header = {"detsize_x": detsize_x, "detsize_y": detsize_y}
+    from ..simulator import check_detector_memory
+
+    check_detector_memory(cfg)  # before the plan and the image: -detpixels 10000000 is refused here
     return cfg, s, header

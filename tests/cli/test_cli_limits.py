@@ -121,6 +121,8 @@ def test_python_api_raises_pybragg_errors_only() -> None:
     config = pybragg.from_args(SMALL).config
     bad_calls = [
         lambda: pybragg.from_args(" ".join(SMALL)),  # type: ignore[arg-type]
+        lambda: pybragg.from_args(None),  # type: ignore[arg-type]
+        lambda: pybragg.from_args(SMALL, thread=2),
         lambda: pybragg.Simulator("-cell 100")  ,  # type: ignore[arg-type]
         lambda: pybragg.Simulator(config, inputs=[1, 2]),  # type: ignore[arg-type]
         lambda: pybragg.Simulator(config, threads=100000),
@@ -174,6 +176,15 @@ def test_huge_geometry_file_panel_under_a_hard_address_space_limit(tmp_path) -> 
     proc = _run(args + ["-geom", "big.geom"], tmp_path, limit=HARD_LIMIT)
     _one_error_line(proc, 1, "-geom big.geom", "100000 x 100000 pixels")
     assert os.listdir(tmp_path) == ["big.geom"]
+
+
+def test_nonbragg_detector_is_checked_before_the_plan(monkeypatch) -> None:
+    from pybragg.flags.nonbragg import resolve
+
+    monkeypatch.setenv("PYBRAGG_MEMORY_LIMIT", "64M")
+    with pytest.raises(ResourceLimitError, match=r"^-detpixels/-detsize/-pixel: the detector's 2000 x 2000 pixels"):
+        resolve(parse_nonbragg(["-stol", "water", "-detpixels", "2000"]))
+    assert resolve(parse_nonbragg(["-stol", "water", "-detpixels", "1000"]))[0].detector.fpixels == 1000
 
 
 def test_hkl_from_dev_zero_is_refused_quickly(tmp_path) -> None:
