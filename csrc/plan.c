@@ -16,6 +16,8 @@
 /* the most unit cells along one axis: the lattice factor reduces N * d (|d| <= 1/2) exactly only
    well below 2^52 */
 #define PB_MAX_CELLS 1099511627776.0 /* 2^40 */
+/* the largest Miller index the pixel loop may meet: it rounds indices to ints */
+#define PB_MAX_INDEX 1073741824.0 /* 2^30 */
 /* bytes per data-array row of the render's and the statistics' partial sums */
 #define PB_ROW_BYTES 64.0
 
@@ -453,6 +455,18 @@ pb_plan *pb_plan_create(const pb_config *cfg, const pb_inputs *in, pb_error *err
         goto fail;
     if (sources_build(p, cfg, in, err) != PB_OK) goto fail;
     g->sources = p->n_sources;
+    {
+        /* |h| <= |a| |S| <= |a| * 2 / lambda for every source and orientation */
+        double lambda_min = INFINITY, axis_max = fmax(v3_norm(g->a), fmax(v3_norm(g->b), v3_norm(g->c)));
+        for (int i = 0; i < p->n_sources; ++i) lambda_min = fmin(lambda_min, p->sources[5 * (size_t)i + 4]);
+        double index_max = axis_max * 2.0 / lambda_min;
+        if (!(index_max <= PB_MAX_INDEX)) {
+            pb_set_error(err, PB_ERR_INVALID,
+                         "-lambda/-cell: a %g m wavelength reaches Miller indices up to %g with this cell, beyond "
+                         "the engine's range (%g)", lambda_min, index_max, PB_MAX_INDEX);
+            goto fail;
+        }
+    }
     if (mosaic_build(p, cfg, err) != PB_OK) goto fail;
     p->n_mosaic = g->mosaic_domains;
     if (build_axes(p, err) != PB_OK) goto fail;

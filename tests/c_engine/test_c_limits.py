@@ -327,3 +327,10 @@ def test_a_huge_point_spread_function_is_clipped_to_the_image() -> None:
                                    ffi.cast("float *", out.ctypes.data), ffi.NULL, radius, err)
         assert code == lib.PB_OK and radius[0] == 4
         assert np.isfinite(out).all() and (out >= 0).all()
+
+
+def test_miller_indices_beyond_an_int_are_refused() -> None:
+    # a tiny wavelength (with -oversample given: the automatic choice would refuse it first) gave
+    # indices beyond 2^31, converted to int in the pixel loop
+    refused(("-lambda", "1e-10", "-oversample", "1"), "-lambda/-cell", "Miller indices up to 1e+12")
+    assert render_ok("-lambda", "0.01", "-oversample", "1").max() > 0
