@@ -48,9 +48,14 @@ def read_source_file(path: str | os.PathLike[str]) -> np.ndarray:
     numbers per line are used and missing trailing columns are NaN. Blank lines
     and lines starting with '#' are skipped.
     """
+    from pybragg.memory import check_allocation, format_bytes
+
     name = describe_path(path)
+    text = read_text(path)
+    # Python lists of floats take about 16 bytes of memory per byte of a short source line
+    check_allocation(16.0 * len(text), f"{name}: parsing its {format_bytes(len(text))} of sources")
     rows: list[list[float]] = []
-    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         tokens = [t for t in _DELIMITERS.split(line) if t]
         if not tokens or tokens[0].startswith("#"):
             continue
