@@ -240,7 +240,10 @@ def commit_files(jobs: Sequence[tuple[str, Writer]]) -> None:
                         with _naming(s.path):
                             _move_in(s)
             except BaseException as exc:
-                for note in _roll_back(staged):
+                lost = _roll_back(staged)
+                if lost and isinstance(exc, OSError):  # very rare: say where the old files are
+                    raise OSError(f"{exc}; and could not put back {'; '.join(lost)}") from exc
+                for note in lost:
                     exc.add_note(note)
                 raise
             if pending:  # interrupted while the files were moved: put the old set back
