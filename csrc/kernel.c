@@ -14,13 +14,19 @@
    default rounding mode (IEEE semantics forbid folding it away; the engine is
    never built with -ffast-math).  The result equals rint(x). */
 #define PB_ROUND_SHIFTER 6755399441055744.0 /* 1.5 * 2^52 */
-static inline double round_whole(double x)
+/* always inlined: also into the AVX2 functions, whose target differs */
+#if defined(__GNUC__)
+#define PB_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define PB_ALWAYS_INLINE
+#endif
+PB_ALWAYS_INLINE static inline double round_whole(double x)
 {
     return (x + PB_ROUND_SHIFTER) - PB_ROUND_SHIFTER;
 }
 
 /* ceil(x) for |x| < 2^51 */
-static inline double ceil_whole(double x)
+PB_ALWAYS_INLINE static inline double ceil_whole(double x)
 {
     double r = round_whole(x);
     return r < x ? r + 1.0 : r;
@@ -48,7 +54,7 @@ static inline double sinpi_half(double r)
    omitted term, with sin z >= 2 z / pi, bounds the relative error by
    (pi/2)^15 / 15! < 6.7e-10 (docs/performance.md: then a pixel's relative error
    is below 8.1e-9) */
-static inline double sinpi_short(double r)
+PB_ALWAYS_INLINE static inline double sinpi_short(double r)
 {
     double z = M_PI * r, z2 = z * z;
     double p = -1.0 / 6227020800.0; /* -1/13! */
@@ -198,14 +204,21 @@ typedef struct fast_lattice {
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void grating_parts(double x, double N, double *num, double *den)
+static inline void grating_parts_reduced(double d, double N, double *num, double *den)
 {
-    double d = x - round_whole(x);
     double Nd = N * d;
     double e = Nd - round_whole(Nd);
     double s = sinpi_short(e), t = sinpi_short(d);
     *num *= d == 0.0 ? N : s;
     *den *= d == 0.0 ? 1.0 : t;
+}
+
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void grating_parts(double x, double N, double *num, double *den)
+{
+    grating_parts_reduced(x - round_whole(x), N, num, den);
 }
 
 #if defined(__GNUC__)
@@ -361,6 +374,8 @@ static void trace1(tracer *tr, const char *name, int layer, int ss, int sf, int 
     trace_emit(tr, name, layer, ss, sf, source, phi, dom, &v, 1);
 }
 
+struct block_out;
+
 typedef struct pixel_context {
     const pb_plan *plan;
     sf_table table;
@@ -372,6 +387,10 @@ typedef struct pixel_context {
     const double *soa;
     size_t stride;
     fast_lattice fl;
+    const double *ftab; /* the table, or default_F alone when there is none */
+    /* the rows of the fast path (pb_render only; NULL: pixel by pixel) */
+    void (*block)(const struct pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
+                  struct block_out *out);
 } pixel_context;
 
 /* factors applied per contribution when the matching -oversample_* flag is set */
@@ -584,6 +603,272 @@ static inline double render_pixel(const pixel_context *ctx, const pb_panel_geome
     return photons;
 }
 
+/* ---- rows of the fast path: PB_PIX pixels of a row evaluated together ----
+   The lanes of every vector are pixels: each lane runs exactly the arithmetic of
+   render_pixel and sum_orientations in the same order (sensor layers, sub-pixels,
+   sources, then the orientations one after another, added to the pixel's running
+   sum), so the image is bit for bit the per-pixel one.  What the lanes share is
+   every orientation's crystal axes (loaded once for PB_PIX pixels) and whole
+   vectors for 10 orientations (the per-pixel fast path fills 12 lanes for 10). */
+#define PB_PIX 8
+#if defined(__GNUC__)
+#define PB_NO_UNROLL _Pragma("GCC unroll 1")
+#else
+#define PB_NO_UNROLL
+#endif
+/* sensor layers x sub-pixels per pixel whose solid angles a block keeps (more: per pixel) */
+#define PB_MAX_SAMPLES 64
+
+typedef struct block_out {
+    double photons[PB_PIX];
+    double omega[PB_MAX_SAMPLES * PB_PIX]; /* [sample][lane], added to the row's sum in pixel order */
+} block_out;
+
+/* the polarization factor of polarization_factor for PB_PIX diffracted directions, where need[j] */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void polar_lanes(const pb_geometry *g, const double incident_in[3], const double *dx, const double *dy,
+                               const double *dz, const int *need, double *polar)
+{
+    const double kahn = g->polarization;
+    double incident[3], axis[3], B_in[3] = {0, 0, 0}, E_in[3] = {0, 0, 0};
+    v3_unit(incident_in, incident);
+    v3_unit(g->polar, axis);
+    if (kahn != 0.0) {
+        v3_cross(axis, incident, B_in);
+        v3_unit(B_in, B_in);
+        v3_cross(incident, B_in, E_in);
+        v3_unit(E_in, E_in);
+    }
+    double ux[PB_PIX], uy[PB_PIX], uz[PB_PIX], c2[PB_PIX], cos2psi[PB_PIX];
+    PB_NO_UNROLL
+    for (int j = 0; j < PB_PIX; ++j) {
+        const double len = sqrt(dx[j] * dx[j] + dy[j] * dy[j] + dz[j] * dz[j]);
+        ux[j] = len != 0.0 ? dx[j] / len : 0.0;
+        uy[j] = len != 0.0 ? dy[j] / len : 0.0;
+        uz[j] = len != 0.0 ? dz[j] / len : 0.0;
+        const double cos2t = incident[0] * ux[j] + incident[1] * uy[j] + incident[2] * uz[j];
+        c2[j] = cos2t * cos2t;
+        cos2psi[j] = 1.0; /* cos(2 * 0) */
+    }
+    if (kahn != 0.0)
+        for (int j = 0; j < PB_PIX; ++j) {
+            if (!need[j]) continue;
+            const double E_out = ux[j] * E_in[0] + uy[j] * E_in[1] + uz[j] * E_in[2];
+            const double B_out = ux[j] * B_in[0] + uy[j] * B_in[1] + uz[j] * B_in[2];
+            const double psi = -atan2(B_out, E_out);
+            cos2psi[j] = cos(2 * psi);
+        }
+    PB_NO_UNROLL
+    for (int j = 0; j < PB_PIX; ++j) {
+        const double sin2t_sqr = 1 - c2[j];
+        const double v = 0.5 * (1.0 + c2[j] - kahn * cos2psi[j] * sin2t_sqr);
+        polar[j] = need[j] ? v : polar[j];
+    }
+}
+
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void block_body(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
+                              block_out *out)
+{
+    const pb_plan *p = ctx->plan;
+    const pb_geometry *g = &p->geo;
+    const int os = pg->oversample;
+    const double sub = pg->pixel_size / os;
+    const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
+    const int n_orient = g->phisteps * g->mosaic_domains;
+    const double *restrict soa = ctx->soa;
+    const size_t stride = ctx->stride;
+    const double *restrict Ftab = ctx->ftab;
+    const double dflt = ctx->table.default_F;
+    const double Na = ctx->fl.N[0], Nb = ctx->fl.N[1], Nc = ctx->fl.N[2];
+    const double lo0 = ctx->fl.lo[0], lo1 = ctx->fl.lo[1], lo2 = ctx->fl.lo[2];
+    const double hi0 = ctx->fl.hi[0], hi1 = ctx->fl.hi[1], hi2 = ctx->fl.hi[2];
+    const double nk = ctx->fl.nk, nl = ctx->fl.nl;
+
+    double I[PB_PIX], polar[PB_PIX], omega[PB_PIX], capture[PB_PIX];
+    PB_NO_UNROLL
+    for (int j = 0; j < PB_PIX; ++j) {
+        I[j] = g->I_bg;
+        polar[j] = g->nopolar ? 1.0 : 0.0;
+        omega[j] = 0.0;
+        capture[j] = 0.0;
+    }
+    int sample = 0;
+    for (int layer = 0; layer < g->thicksteps; ++layer) {
+        const double Odet = layer * g->thickstep;
+        PB_NO_UNROLL
+        for (int j = 0; j < PB_PIX; ++j) capture[j] = (g->thick == 0.0) ? 1.0 : 0.0;
+        for (int ss = 0; ss < os; ++ss) {
+            const double Sdet = sub * (spixel * os + ss) + sub / 2.0;
+            for (int sf = 0; sf < os; ++sf, ++sample) {
+                double dx[PB_PIX], dy[PB_PIX], dz[PB_PIX], airpath[PB_PIX];
+                if (g->curved) {
+                    for (int j = 0; j < PB_PIX; ++j) {
+                        const double Fdet = sub * ((fpixel + j) * os + sf) + sub / 2.0;
+                        double pos[3], d[3];
+                        subpixel_position(g, pg, Fdet, Sdet, Odet, pos);
+                        airpath[j] = v3_unit(pos, d);
+                        dx[j] = d[0];
+                        dy[j] = d[1];
+                        dz[j] = d[2];
+                    }
+                } else {
+                    PB_NO_UNROLL
+                    for (int j = 0; j < PB_PIX; ++j) {
+                        const double Fdet = sub * ((fpixel + j) * os + sf) + sub / 2.0;
+                        const double x = Fdet * pg->fdet[0] + Sdet * pg->sdet[0] + Odet * pg->odet[0] + pg->pix0[0];
+                        const double y = Fdet * pg->fdet[1] + Sdet * pg->sdet[1] + Odet * pg->odet[1] + pg->pix0[1];
+                        const double z = Fdet * pg->fdet[2] + Sdet * pg->sdet[2] + Odet * pg->odet[2] + pg->pix0[2];
+                        const double len = sqrt(x * x + y * y + z * z);
+                        airpath[j] = len;
+                        dx[j] = len != 0.0 ? x / len : 0.0;
+                        dy[j] = len != 0.0 ? y / len : 0.0;
+                        dz[j] = len != 0.0 ? z / len : 0.0;
+                    }
+                }
+                PB_NO_UNROLL
+                for (int j = 0; j < PB_PIX; ++j) {
+                    const double a = airpath[j];
+                    const double om = g->point_pixel ? 1.0 / a / a
+                                                     : pg->pixel_size * pg->pixel_size / a / a * pg->close_distance / a;
+                    omega[j] = (omega[j] == 0.0 || os_omega) ? om : omega[j];
+                    out->omega[sample * PB_PIX + j] = omega[j];
+                }
+                for (int j = 0; j < PB_PIX; ++j)
+                    if (capture[j] == 0.0 || os_thick) {
+                        const double parallax = dx[j] * pg->odet[0] + dy[j] * pg->odet[1] + dz[j] * pg->odet[2];
+                        capture[j] = exp(-layer * g->thickstep * g->mu / parallax) -
+                                     exp(-(layer + 1) * g->thickstep * g->mu / parallax);
+                    }
+
+                for (int is = 0; is < p->n_sources; ++is) {
+                    const double *src = p->sources + 5 * is;
+                    const double incident[3] = {-src[0], -src[1], -src[2]};
+                    const double lambda = src[4];
+                    double Sx[PB_PIX], Sy[PB_PIX], Sz[PB_PIX];
+                    int need[PB_PIX], any_need = 0;
+                    PB_NO_UNROLL
+                    for (int j = 0; j < PB_PIX; ++j) {
+                        Sx[j] = (dx[j] - incident[0]) / lambda;
+                        Sy[j] = (dy[j] - incident[1]) / lambda;
+                        Sz[j] = (dz[j] - incident[2]) / lambda;
+                    }
+                    PB_NO_UNROLL
+                    for (int j = 0; j < PB_PIX; ++j) {
+                        need[j] = polar[j] == 0.0 || os_polar;
+                        any_need |= need[j];
+                    }
+                    if (any_need) polar_lanes(g, incident, dx, dy, dz, need, polar);
+
+                    for (int o = 0; o < n_orient; ++o) {
+                        const double A0 = soa[o], A1 = soa[stride + o], A2 = soa[2 * stride + o];
+                        const double B0 = soa[3 * stride + o], B1 = soa[4 * stride + o], B2 = soa[5 * stride + o];
+                        const double C0 = soa[6 * stride + o], C1 = soa[7 * stride + o], C2 = soa[8 * stride + o];
+                        double F2[PB_PIX];
+                        double row[PB_PIX], inside[PB_PIX];
+                        PB_NO_UNROLL
+                        for (int j = 0; j < PB_PIX; ++j) {
+                            const double h = A0 * Sx[j] + A1 * Sy[j] + A2 * Sz[j];
+                            const double k = B0 * Sx[j] + B1 * Sy[j] + B2 * Sz[j];
+                            const double l = C0 * Sx[j] + C1 * Sy[j] + C2 * Sz[j];
+                            /* h = n + d exactly; the nearest index ceil(h - 0.5) is n, or n - 1 where d = -1/2 */
+                            const double nh = round_whole(h), nk_ = round_whole(k), nl_ = round_whole(l);
+                            const double dh = h - nh, dk = k - nk_, dl = l - nl_;
+                            double num = 1.0, den = 1.0;
+                            grating_parts_reduced(dh, Na, &num, &den);
+                            grating_parts_reduced(dk, Nb, &num, &den);
+                            grating_parts_reduced(dl, Nc, &num, &den);
+                            const double F = num / den;
+                            F2[j] = F * F;
+                            const double h0 = dh == -0.5 ? nh - 1.0 : nh, k0 = dk == -0.5 ? nk_ - 1.0 : nk_,
+                                         l0 = dl == -0.5 ? nl_ - 1.0 : nl_;
+                            const int in =
+                                (h0 >= lo0) & (h0 < hi0) & (k0 >= lo1) & (k0 < hi1) & (l0 >= lo2) & (l0 < hi2);
+                            const double flat = ((h0 - lo0) * nk + (k0 - lo1)) * nl + (l0 - lo2);
+                            row[j] = in ? flat : 0.0;
+                            inside[j] = in ? 1.0 : 0.0;
+                        }
+                        /* the look-ups: a separate loop, so that every lane loads (index 0 outside the
+                           table), kept a loop so that the vectorizer gathers */
+                        PB_NO_UNROLL
+                        for (int j = 0; j < PB_PIX; ++j) {
+                            const double F_row = Ftab[(int)row[j]];
+                            const double F_cell = inside[j] != 0.0 ? F_row : dflt;
+                            double contribution = F_cell * F_cell * F2[j];
+                            contribution = os_thick ? contribution * capture[j] : contribution;
+                            contribution = os_polar ? contribution * polar[j] : contribution;
+                            contribution = os_omega ? contribution * omega[j] : contribution;
+                            I[j] += contribution;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    PB_NO_UNROLL
+    for (int j = 0; j < PB_PIX; ++j) {
+        double photons = PB_R_E_SQR * g->fluence * I[j] / pg->steps;
+        if (!os_thick) photons *= capture[j];
+        if (!os_polar) photons *= polar[j];
+        if (!os_omega) photons *= omega[j];
+        out->photons[j] = photons;
+    }
+}
+
+static void block_portable(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
+                           block_out *out)
+{
+    block_body(ctx, pg, fpixel, spixel, out);
+}
+
+#if PB_HAVE_AVX2_PATH
+__attribute__((target("avx2,tune=haswell"))) static void block_avx2(const pixel_context *ctx, const pb_panel_geometry *pg,
+                                                       int fpixel, int spixel, block_out *out)
+{
+    block_body(ctx, pg, fpixel, spixel, out);
+}
+#endif
+
+/* Render the selected pixels of row r of panel pg (data-array row s) into image_row (the
+   data array's row s) and add their solid angles to *omega_row in pixel order; stops
+   early when the caller cancels the render (span). */
+static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, int r, int s, float *image_row,
+                       const render_span *span, double *omega_row, long *fallbacks)
+{
+    const pb_plan *plan = ctx->plan;
+    const int f0 = pg->data_fast, fpixels = pg->fpixels;
+    const int samples = plan->geo.thicksteps * pg->oversample * pg->oversample;
+    if (ctx->block == NULL || samples > PB_MAX_SAMPLES) {
+        for (int f = 0; f < fpixels; ++f) {
+            if (!pixel_selected(plan, f0 + f, s)) continue;
+            if (render_cancelled(span)) return; /* a row of slow pixels may take long */
+            float *px = image_row + f0 + f;
+            *px = (float)(*px + render_pixel(ctx, pg, f, r, omega_row, fallbacks, NULL));
+        }
+        return;
+    }
+    block_out out;
+    for (int f = 0; f < fpixels;) {
+        if (!pixel_selected(plan, f0 + f, s)) {
+            ++f;
+            continue;
+        }
+        if (render_cancelled(span)) return;
+        ctx->block(ctx, pg, f, r, &out);
+        for (int j = 0; j < PB_PIX && f + j < fpixels; ++j) {
+            if (!pixel_selected(plan, f0 + f + j, s)) continue;
+            for (int k = 0; k < samples; ++k) *omega_row += out.omega[k * PB_PIX + j];
+            float *px = image_row + f0 + f + j;
+            *px = (float)(*px + out.photons[j]);
+        }
+        f += PB_PIX;
+    }
+}
+
 static pixel_context make_context(const pb_plan *plan)
 {
     pixel_context ctx;
@@ -604,6 +889,8 @@ static pixel_context make_context(const pb_plan *plan)
     ctx.soa = NULL;
     ctx.stride = 0;
     memset(&ctx.fl, 0, sizeof ctx.fl);
+    ctx.ftab = plan->has_table ? plan->fhkl : &plan->cfg.crystal.default_F;
+    ctx.block = NULL;
     return ctx;
 }
 
@@ -637,6 +924,11 @@ static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, do
     }
     ctx->fl.nk = plan->nk;
     ctx->fl.nl = plan->nl;
+    /* the rows of the fast path: no resolution cut (it skips sources pixel by pixel) */
+    ctx->block = g->dmin > 0.0 ? NULL : block_portable;
+#if PB_HAVE_AVX2_PATH
+    if (ctx->block != NULL && ctx->orient == orient_avx2) ctx->block = block_avx2;
+#endif
     *soa_out = soa;
     return PB_OK;
 }
@@ -709,14 +1001,8 @@ int pb_render(const pb_plan *plan, float *image, pb_stats *stats, const pb_rende
         const int r = u - plan->unit_start[panel];
         const int s = pg->data_slow + r;
         if (s < row_begin || s >= row_end || render_cancelled(&span)) continue;
-        const int f0 = pg->data_fast, fpixels = pg->fpixels;
         double omega_row = 0.0;
-        for (int f = 0; f < fpixels; ++f) {
-            if (!pixel_selected(plan, f0 + f, s)) continue;
-            if (render_cancelled(&span)) break; /* a row of slow pixels may take long */
-            size_t idx = (size_t)s * data_fpixels + (size_t)(f0 + f);
-            image[idx] = (float)(image[idx] + render_pixel(&ctx, pg, f, r, &omega_row, &fallbacks, NULL));
-        }
+        render_row(&ctx, pg, r, s, image + (size_t)s * data_fpixels, &span, &omega_row, &fallbacks);
         unit_omega[u] = omega_row;
         if (progress != NULL) {
 #pragma omp atomic
