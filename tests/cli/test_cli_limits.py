@@ -204,6 +204,12 @@ def test_torch_engine_refuses_a_pixel_over_the_memory_budget() -> None:
     assert "1.0 MiB budget" in message
 
 
+def test_torch_engine_refuses_sub_pixel_tables_before_building_them() -> None:
+    sim = pybragg.from_args(SMALL + ["--backend", "torch", "-oversample", "46341"])
+    with pytest.raises(ResourceLimitError, match=r"^-oversample 46341: one pixel's 46341 x 46341 x 1 sub-pixels"):
+        sim.run()  # at once, not after minutes of building 2^31 sub-pixel entries
+
+
 # ---------------------------------------------------------------------- class 7: the catch-all
 
 

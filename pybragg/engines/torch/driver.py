@@ -95,6 +95,26 @@ def budget_bytes(model: TorchModel) -> tuple[int, bool]:
     return (budget, True) if budget <= free else (free, False)
 
 
+#: bytes per sub-pixel of a panel's tables, built before any chunk (Python lists while they are made)
+_SUB_TABLE_BYTES = 100
+
+
+def check_subpixels(oversample: int, layers: int, itemsize: int, budget_gib: float, device: torch.device) -> None:
+    """Refuse, before a panel's sub-pixel tables are built, an ``-oversample`` whose one pixel's
+    sub-pixels (oversample^2 x sensor layers) cannot fit: their tables under the memory rule, their
+    per-pixel temporaries under ``--memory-budget`` (as :func:`check_pixel_fits` would, later)."""
+    n_sub = layers * oversample * oversample
+    what = f"-oversample {oversample}: one pixel's {oversample} x {oversample} x {layers} sub-pixels"
+    check_allocation(float(n_sub) * _SUB_TABLE_BYTES, f"{what} (their tables)")
+    need = n_sub * itemsize * _SUB_TEMPS
+    budget = int(budget_gib * 2**30)
+    limit = min(budget, device_available(device))
+    if need > max(limit, PIXEL_SLACK):
+        raise ResourceLimitError(f"{what} need {format_bytes(need)} of temporaries, more than the "
+                                 f"{format_bytes(limit)} " + ("--memory-budget" if limit == budget else "available")
+                                 + " (lower -oversample)")
+
+
 def check_pixel_fits(model: TorchModel, panel: Panel, grad: bool = False, shots: int = 1) -> None:
     """Refuse (:class:`~pybragg.errors.ResourceLimitError`) work whose one pixel's temporaries --
     sub-pixels x sources x orientations -- do not fit the budget: chunks cannot be smaller than a

@@ -83,6 +83,9 @@ class TorchModel:
         g = self.geometry = self.plan.geometry
         self.axes = convention_axes(config, g, self.cdtype, self.device)
         selected = selection(g, self.inputs)
+        for pg in self.plan.panels:  # before the sub-pixel tables are built
+            driver.check_subpixels(int(pg.oversample), int(g.thicksteps), torch.finfo(self.cdtype).bits // 8,
+                                   self.memory_budget_gib, self.device)
         self.panels = tuple(plan_panel(i, pg, selected, g, self.cdtype, self.device)
                             for i, pg in enumerate(self.plan.panels))
         # explicit panels: their axes and origins before the detector rotations
