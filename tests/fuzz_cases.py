@@ -282,6 +282,9 @@ ISSUE_CASES = [
         ["--threads", "100000"], ["-seed", str(2**63)], ["-N", str(2**31)], ["-oversample", str(2**31)],
         ["-intfile", "float.bin"], ["-floatfile", LONG_NAME], ["-intfile", "link.out"],
         ["-mat", "/dev/zero"],
+        # found by this test: an overflowing direction, a zero pix0, a huge pixel, a huge --memory-budget
+        ["-beam_vector", "1e300", "1e300", "1e300"], ["-pix0_vector_mm", "0", "0", "0"], ["-pixel", "120"],
+        ["--memory-budget", "1e300"],
         # products of counts past 2^31 (class 1)
         ["-oversample", "46341"], ["-phisteps", "65536", "-osc", "1", "-mosaic_domains", "65536", "-mosaic", "1"],
         ["-detpixels", "65536"], ["-detpixels_f", "2147483647", "-detpixels_s", "2"],
