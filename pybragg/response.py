@@ -30,6 +30,7 @@ import numpy as np
 
 from pybragg._native import check, native
 from pybragg.errors import UsageError
+from pybragg.memory import check_allocation
 
 #: the reference noisify's default calibration seed, as its internal state (+123456789); typed on
 #: its command line that state would be ``-calib_seed -123456789``
@@ -137,6 +138,18 @@ def _c_params(ffi, config: ResponseConfig, seed: int):
     return p
 
 
+def _response_bytes(config: ResponseConfig, fpixels: int, spixels: int) -> float:
+    """Most bytes :func:`respond` takes: its three images (float32, uint16, uint32) and, with a
+    point-spread function, the engine's spread image and its kernel, whose radius never exceeds
+    the detector's larger side (``-psf_radius`` when given)."""
+    total = 10.0 * fpixels * spixels
+    if config.psf_active:
+        side = max(fpixels, spixels)
+        radius = min(int(config.psf_radius), side) if config.psf_radius > 0 else side
+        total += 8.0 * fpixels * spixels + 8.0 * (2 * radius + 1) ** 2
+    return total
+
+
 def respond(image: np.ndarray, config: ResponseConfig, seed: int,
             roi: tuple[int, int, int, int] | None = None) -> ResponseImage:
     """The detector's response to ``image`` (expected photons per pixel, 2-D), every stage.
@@ -149,6 +162,7 @@ def respond(image: np.ndarray, config: ResponseConfig, seed: int,
     if img.ndim != 2:
         raise ValueError(f"the response needs a 2-D image, got shape {img.shape}")
     spixels, fpixels = img.shape
+    check_allocation(_response_bytes(config, fpixels, spixels), "the detector response (-noisefile, -psf)")
     signal = np.zeros(img.shape, dtype=np.float32)
     out16 = np.zeros(img.shape, dtype=np.uint16)
     out32 = np.zeros(img.shape, dtype=np.uint32)

@@ -260,3 +260,15 @@ def test_nonbragg_image_is_checked_too(tmp_path, monkeypatch, capsys, backend) -
     assert code == 1 and len(err) == 1, err
     assert "the image with the background has 1 negative pixel" in err[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_detector_response_is_checked_before_its_images(monkeypatch) -> None:
+    from pybragg.response import ResponseConfig, respond
+
+    image = np.ones((64, 64), dtype=np.float32)
+    respond(image, ResponseConfig(psf="gauss"), seed=1)  # fits: renders
+    # a 64 x 64 image with a kernel up to 64 pixels in radius needs 10 x 4096 + 8 x 4096 + 8 x 129^2 bytes
+    monkeypatch.setenv("PYBRAGG_MEMORY_LIMIT", "150K")
+    with pytest.raises(ResourceLimitError, match=r"the detector response \(-noisefile, -psf\) needs 202\.[0-9] KiB"):
+        respond(image, ResponseConfig(psf="gauss"), seed=1)
+    respond(image, ResponseConfig(), seed=1)  # without the spread 40 KiB: fits
