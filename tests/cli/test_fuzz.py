@@ -15,7 +15,8 @@ cannot load fails the test, it is never skipped).  Each run must end in one of t
 
 Never a traceback, a sanitizer report (AddressSanitizer, UBSan ``runtime error:``), or death by
 a signal.  A run still going after ``PYBRAGG_FUZZ_TIMEOUT`` seconds (4) gets SIGINT and must stop
-as an interrupted render does (exit 130, nothing left behind) within 2 seconds.
+as an interrupted render does (exit 130, nothing left behind) within ``PYBRAGG_FUZZ_GRACE``
+seconds (3, for a loaded machine).
 
 Environment: ``PYBRAGG_FUZZ_EXAMPLES`` drawn command lines (25; the draw is derandomized, so a run
 is repeatable), ``PYBRAGG_FUZZ_SWEEP=all`` every value class for every numeric flag on every
@@ -50,7 +51,7 @@ from pybragg.engines import ENGINES
 
 EXAMPLES = int(os.environ.get("PYBRAGG_FUZZ_EXAMPLES", "25"))
 TIMEOUT = float(os.environ.get("PYBRAGG_FUZZ_TIMEOUT", "4"))
-GRACE = 2.0
+GRACE = float(os.environ.get("PYBRAGG_FUZZ_GRACE", "3"))
 RECORD = os.environ.get("PYBRAGG_FUZZ_RECORD")
 #: every run (engine, seconds, exit, command line) as a JSON line, to see where the time goes
 LOG = os.environ.get("PYBRAGG_FUZZ_LOG")
