@@ -4,7 +4,7 @@ Every golden case is rendered in-process with each path this machine runs: every
 is held to the golden float64 bar, and the paths must agree bit for bit (the engine is
 compiled without contraction into fused multiply-adds, so every path rounds alike).
 The fast path's shortened sine series (docs/performance.md: relative error of a pixel
-below 6.9e-7) is checked against numpy's library sines where its error is
+below 8.1e-9) is checked against numpy's library sines where its error is
 largest: many cells, high indices, reduced arguments spread over the whole range.
 """
 
@@ -71,7 +71,7 @@ def exact_sum(hkl: np.ndarray, N: tuple[int, int, int], F: float) -> float:
 
 
 def test_short_sine_error_bound(tmp_path, monkeypatch) -> None:
-    """Each traced pixel's sum (the render's arithmetic) within 6.9e-7 of the exact sum of its terms."""
+    """Each traced pixel's sum (the render's arithmetic) within 8.1e-9 of the exact sum of its terms."""
     monkeypatch.chdir(tmp_path)
     sim = from_args(EDGE, backend="c", threads=2)
     plan = Plan(sim.config, sim.inputs)
@@ -92,8 +92,8 @@ def test_short_sine_error_bound(tmp_path, monkeypatch) -> None:
         exact = exact_sum(hkl, (47, 36, 29), 100.0)
         worst = max(worst, abs(total - exact) / exact)
     print(f"largest relative error of a pixel sum {worst:.3g} over {len(pixels)} pixels")
-    assert worst <= 6.9e-7
-    # the image: well inside the float64 bar (1e-5 x max)
-    assert worst * 10 < 1e-5
+    assert worst <= 8.1e-9
+    # the image: far inside the float64 bar (1e-5 x max)
+    assert worst * 1e3 < 1e-5
 
 
