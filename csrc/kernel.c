@@ -512,7 +512,7 @@ static inline double sum_orientations(const pixel_context *ctx, const double S[3
 __attribute__((always_inline))
 #endif
 static inline double render_pixel(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
-                                  double *omega_acc, long *fallbacks, tracer *tr)
+                                  double *omega_acc, long *fallbacks, tracer *tr, const render_span *span)
 {
     const pb_plan *p = ctx->plan;
     const pb_geometry *g = &p->geo;
@@ -536,6 +536,8 @@ static inline double render_pixel(const pixel_context *ctx, const pb_panel_geome
         double Odet = layer * g->thickstep;
         capture = (g->thick == 0.0) ? 1.0 : 0.0;
         for (int ss = 0; ss < os; ++ss) {
+            /* a pixel of many sub-pixels may take long: a cancelled render's image is dropped */
+            if (span != NULL && render_cancelled(span)) return 0.0;
             const double Sdet = sub * (spixel * os + ss) + sub / 2.0;
             for (int sf = 0; sf < os; ++sf) {
                 double Fdet = sub * (fpixel * os + sf) + sub / 2.0;
@@ -843,13 +845,14 @@ static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, in
 {
     const pb_plan *plan = ctx->plan;
     const int f0 = pg->data_fast, fpixels = pg->fpixels;
-    const int samples = plan->geo.thicksteps * pg->oversample * pg->oversample;
-    if (ctx->block == NULL || samples > PB_MAX_SAMPLES) {
+    /* sensor layers x sub-pixels, counted in double: the product may overflow an int */
+    const double n_samples = (double)plan->geo.thicksteps * pg->oversample * pg->oversample;
+    if (ctx->block == NULL || n_samples > PB_MAX_SAMPLES) {
         for (int f = 0; f < fpixels; ++f) {
             if (!pixel_selected(plan, f0 + f, s)) continue;
             if (render_cancelled(span)) return; /* a row of slow pixels may take long */
             float *px = image_row + f0 + f;
-            *px = (float)(*px + render_pixel(ctx, pg, f, r, omega_row, fallbacks, NULL));
+            *px = (float)(*px + render_pixel(ctx, pg, f, r, omega_row, fallbacks, NULL, span));
         }
         return;
     }
@@ -859,6 +862,7 @@ static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, in
     const int f_first = g->roi[0] - f0 > 0 ? g->roi[0] - f0 : 0;
     const int f_last = g->roi[1] - f0 < fpixels - 1 ? g->roi[1] - f0 : fpixels - 1;
     const uint8_t *mask = plan->mask != NULL ? plan->mask + (size_t)s * g->data_fpixels + f0 : NULL;
+    const int samples = (int)n_samples;
     block_out out;
     for (int f = f_first; f <= f_last;) {
         if (mask != NULL && mask[f] == 0) {
@@ -963,7 +967,7 @@ int pb_trace_pixel(const pb_plan *plan, int fpixel, int spixel, pb_trace_record 
     tracer tr = {records, capacity, 0};
     double omega_sum = 0.0;
     long fallbacks = 0;
-    double photons = render_pixel(&ctx, pg, fpixel - pg->data_fast, spixel - pg->data_slow, &omega_sum, &fallbacks, &tr);
+    double photons = render_pixel(&ctx, pg, fpixel - pg->data_fast, spixel - pg->data_slow, &omega_sum, &fallbacks, &tr, NULL);
     free(soa);
     if (count) *count = tr.count;
     if (value) *value = (double)(float)photons;
