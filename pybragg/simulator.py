@@ -21,6 +21,8 @@ from pybragg.result import Result
 PIXEL_BYTES = 32
 #: most CPU threads a render may ask for (``--threads``; a larger number is a typing error, not a machine)
 MAX_THREADS = 4096
+#: the largest --memory-budget (GiB, 1 EiB): its bytes stay a finite float and an int64
+MAX_MEMORY_BUDGET_GIB = 2.0**30
 
 #: the inputs that scale the intensity, for the message of an image that overflows
 SCALE_INPUTS = "-hkl or -default_F values, -fluence/-flux, -water, -N or the crystal size, -sourcefile weights"
@@ -135,6 +137,8 @@ class Simulator:
             raise UsageError(f"--memory-budget: expected a number of GiB, got {memory_budget_gib!r}")
         if not (memory_budget_gib > 0 and math.isfinite(memory_budget_gib)):
             raise UsageError("--memory-budget must be positive")
+        if memory_budget_gib > MAX_MEMORY_BUDGET_GIB:
+            raise UsageError(f"--memory-budget: {memory_budget_gib:g} is too large (at most {MAX_MEMORY_BUDGET_GIB:g} GiB)")
         self.config = config
         self.inputs = inputs or Inputs()
         self.dtype = dtype

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..config import Convention, Misset, Pivot, Shape
 from ..engines import BACKENDS, DEFAULT_BACKEND, DTYPES
-from ..simulator import MAX_THREADS
+from ..simulator import MAX_MEMORY_BUDGET_GIB, MAX_THREADS
 
 #: degrees per radian, computed as the reference computes it (180 * 1/pi)
 RTD = 180.0 * 0.318309886183790671538
@@ -703,7 +703,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--device", "engine", "torch device, e.g. cpu or cuda:0",
          kind=Kind.TEXT, metavars=("DEV",), targets=("device",), default="auto"),
     Flag("--memory-budget", "engine", "memory the engine may use for intermediate arrays",
-         kind=Kind.FLOAT, metavars=("GIB",), unit=GIB, check=positive,
+         kind=Kind.FLOAT, metavars=("GIB",), unit=GIB, check=positive, limits=(0, MAX_MEMORY_BUDGET_GIB),
          targets=("memory_budget_gib",), default="2"),
     Flag("--threads", "engine", f"CPU threads (0: all; at most {MAX_THREADS})",
          kind=Kind.INT, metavars=("N",), limits=(0, MAX_THREADS), targets=("threads",), default="0"),

@@ -272,3 +272,13 @@ def test_detector_response_is_checked_before_its_images(monkeypatch) -> None:
     with pytest.raises(ResourceLimitError, match=r"the detector response \(-noisefile, -psf\) needs 202\.[0-9] KiB"):
         respond(image, ResponseConfig(psf="gauss"), seed=1)
     respond(image, ResponseConfig(), seed=1)  # without the spread 40 KiB: fits
+
+
+@pytest.mark.parametrize("budget", ["1e300", "1e308"])
+def test_memory_budget_whose_bytes_overflow_is_refused(budget) -> None:
+    # 1e308 GiB in bytes is infinite: the torch engine's chunk sizes were an OverflowError
+    with pytest.raises(UsageError, match=r"^--memory-budget: .* is too large"):
+        pybragg.from_args(["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "1",
+                           "--memory-budget", budget])
+    with pytest.raises(UsageError, match=r"^--memory-budget: .* is too large"):
+        pybragg.Simulator(pybragg.Config(), memory_budget_gib=float(budget))

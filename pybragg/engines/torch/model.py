@@ -74,8 +74,8 @@ class TorchModel:
         if self.dtype == torch.float32 and int(config.crystal.shape) == Shape.TOPHAT:
             self.cdtype = torch.float64
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        if not memory_budget_gib > 0:
-            raise UsageError("--memory-budget must be positive")
+        if not 0 < memory_budget_gib <= 2.0**30:  # at most 1 EiB: its bytes stay finite (Simulator's limit)
+            raise UsageError("--memory-budget must be positive and at most 2^30 GiB")
         self.memory_budget_gib = float(memory_budget_gib)
         self.config = config
         self.inputs = inputs or Inputs()
