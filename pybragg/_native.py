@@ -12,7 +12,6 @@ is loaded instead, so ``pip install . && python -m pytest`` tests what was just 
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.metadata
 import importlib.util
 import pathlib
 import sys
@@ -27,9 +26,11 @@ _NOT_BUILT = "pybragg's C engine is not built; install with `pip install .`"
 
 def _load_installed_extension() -> ModuleType | None:
     """The extension of the installed pybragg distribution, if it lives elsewhere than here."""
+    from importlib import metadata  # only from a source checkout: it costs some 25 ms of start-up
+
     try:
-        dist = importlib.metadata.distribution("pybragg")
-    except importlib.metadata.PackageNotFoundError:
+        dist = metadata.distribution("pybragg")
+    except metadata.PackageNotFoundError:
         return None
     here = pathlib.Path(__file__).resolve().parent
     names = {"_pybragg_cffi" + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES}
