@@ -102,9 +102,13 @@ def zero_uncovered(image: np.ndarray, result: Result) -> np.ndarray:
     return image
 
 
-def _block_rows(image: np.ndarray) -> int:
-    """Rows per block of the scaled images' arithmetic: a block of float64 values stays in the cache."""
-    return max(1, (1 << 18) // max(image.shape[1], 1))
+def _scaled_in_blocks(image: np.ndarray, dtype: type, scale: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``scale(float64 copy of rows)`` cast to ``dtype``, a cache-sized block of rows at a time."""
+    out = np.empty(image.shape, dtype=dtype)
+    block = max(1, (1 << 18) // max(image.shape[1], 1))  # rows per block: its float64 values stay in cache
+    for start in range(0, image.shape[0], block):
+        out[start:start + block] = scale(image[start:start + block].astype(np.float64))
+    return out
 
 
 def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
@@ -115,18 +119,16 @@ def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[n
     """
     if scale is None or scale <= 0.0:
         scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
-    image = float32_image(result)
-    counts = np.empty(image.shape, dtype=np.uint16)
-    block = _block_rows(image)
-    for start in range(0, image.shape[0], block):
-        value = image[start:start + block].astype(np.float64)
+
+    def to_counts(value: np.ndarray) -> np.ndarray:
         value *= scale
         value += adc_offset
         np.clip(value, 0.0, 65535.0, out=value)
         value += 0.5
         rounded = value.astype(np.float32)
-        np.floor(rounded, out=rounded)
-        counts[start:start + block] = rounded
+        return np.floor(rounded, out=rounded)
+
+    counts = _scaled_in_blocks(float32_image(result), np.uint16, to_counts)
     return _zero_outside_roi(counts, result), scale
 
 
@@ -134,14 +136,12 @@ def pgm_image(result: Result, scale: float | None, int_scale: float) -> tuple[np
     """8-bit image and the scale used (default: 5 rms deviations at 250)."""
     if scale is None or scale <= 0.0:
         scale = 250.0 / (5.0 * result.stats.rmsd) if result.stats.rmsd > 0.0 else int_scale
-    image = float32_image(result)
-    grey = np.empty(image.shape, dtype=np.uint8)
-    block = _block_rows(image)
-    for start in range(0, image.shape[0], block):
-        value = image[start:start + block].astype(np.float64)
+
+    def to_grey(value: np.ndarray) -> np.ndarray:
         value *= scale
-        np.minimum(value, 255.0, out=value)
-        grey[start:start + block] = value
+        return np.minimum(value, 255.0, out=value)
+
+    grey = _scaled_in_blocks(float32_image(result), np.uint8, to_grey)
     return _zero_outside_roi(grey, result), scale
 
 
