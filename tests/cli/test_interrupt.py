@@ -51,8 +51,8 @@ def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, list[bytes], th
 
 
 @pytest.mark.parametrize(("backend", "size", "domains", "signo"), [
-    ("c", "2000", "400", signal.SIGINT),
-    ("c", "2000", "400", signal.SIGTERM),
+    ("c", "2000", "1000", signal.SIGINT),
+    ("c", "2000", "1000", signal.SIGTERM),
     ("torch", "4000", "10", signal.SIGINT),
 ])
 def test_a_signal_stops_a_long_render(backend: str, size: str, domains: str, signo: int, tmp_path: Path) -> None:
