@@ -39,6 +39,9 @@ WORKER_TIMEOUT = 60.0
 TARGET_TASK_S = 0.5
 #: ... but no more frames than this, nor more bytes of frames than this, per task
 MAX_AUTO_BATCH = 32
+#: times a run re-sends its inputs and resubmits frames whose task was lost (cancelled by the
+#: scheduler because a worker, or the inputs scattered to it, went away) before it gives up
+MAX_LOST_RETRIES = 3
 MAX_BATCH_BYTES = 64 << 20
 #: Dask settings of the local clusters this module starts: no statistical profiler in the workers
 #: (it samples every task's stack every 10 ms) and slower housekeeping ticks.  Idle, a one-worker
@@ -364,6 +367,9 @@ def run_job(
                 except Exception as lost:  # noqa: BLE001 - a cancelled or lost task
                     exc = lost
                 what = f"frame {indices[0]}" if len(indices) == 1 else f"frames {indices[0]}..{indices[-1]}"
+                if exc is None:  # cancelled by the scheduler, again and again
+                    raise PybraggError(f"{what}: the task was lost "
+                                       f"{MAX_LOST_RETRIES + 1} times (a worker or the inputs sent to it went away)")
                 text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if isinstance(exc, PybraggError):
                     error = type(exc)(f"{what}: {text}")
@@ -375,9 +381,18 @@ def run_job(
                 if not submit():
                     break
             n_done = skipped
+            lost_retries = 0
             try:
                 for future, payloads in in_flight:
                     indices = frames_of.pop(future.key)
+                    if future.status == "cancelled" and lost_retries < MAX_LOST_RETRIES:
+                        # lost, not failed: send the inputs again and render these frames anew
+                        lost_retries += 1
+                        shared_f = dask.scatter(job.shared(), broadcast=True, hash=False)
+                        plan_f = dask.scatter(plan, broadcast=True, hash=False)
+                        pending.extendleft(reversed(indices))
+                        submit()
+                        continue
                     if future.status != "finished":
                         failed(future, indices)
                     items: list[tuple[FramePayload, dict[str, Any]]] = [(p, truth.pop(p.index)) for p in payloads]

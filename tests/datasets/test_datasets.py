@@ -496,6 +496,32 @@ def test_progress_and_summary(tmp_path: Path, client) -> None:
     assert json.loads(json.dumps(ds.job))["fingerprint"]["count"] == 4
 
 
+def test_a_lost_task_is_rendered_again(tmp_path: Path, client, monkeypatch) -> None:
+    """A task the scheduler cancels (its worker or its scattered inputs went away) is resubmitted with
+    the inputs sent again, up to MAX_LOST_RETRIES times; the frames are those of a clean run."""
+    from pybragg.datasets import runner
+
+    submit = type(client).submit
+    cancelled: list[str] = []
+
+    def losing_submit(self, *args, **kwargs):
+        future = submit(self, *args, **kwargs)
+        if len(cancelled) < 2:  # the first two tasks are lost
+            cancelled.append(future.key)
+            self.cancel(future)
+        return future
+
+    monkeypatch.setattr(type(client), "submit", losing_submit)
+    ds = datasets.series([*SMALL, "-nonoise"], 3, str(tmp_path / "lost.nxs"), client=client, batch=1)
+    assert len(cancelled) == 2 and np.all(ds.complete)
+    for i in range(3):
+        assert np.array_equal(ds.frame(i), float32_image(_render(datasets.api._job_from_record(ds.job).frame_flags(i))))
+    monkeypatch.setattr(runner, "MAX_LOST_RETRIES", 1)
+    cancelled.clear()
+    with pytest.raises(pybragg.PybraggError, match=r"^frame \d: the task was lost 2 times"):
+        datasets.series([*SMALL, "-nonoise"], 3, str(tmp_path / "lost2.nxs"), client=client, batch=1)
+
+
 def test_stills_on_a_multipanel_geometry_file(tmp_path: Path, client) -> None:
     """-geom panels travel in the job record; each shot is the single render of its flags."""
     geom = ROOT.parent / "shared" / "golden-multipanel" / "mp_two_panels" / "detector.geom"
