@@ -58,7 +58,7 @@ from pybragg.engines.torch.geometry import (
 )
 from pybragg.engines.torch.kernel import KernelSetup, source_terms, subpixels
 from pybragg.engines.torch.sources import build_sources
-from pybragg.engines.torch.vec import dot_components, torch_dtype
+from pybragg.engines.torch.vec import dot_components, torch_dtype, with_params
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan
 
@@ -175,15 +175,7 @@ class BackgroundModel:
         return {k: self._t(v) for k, v in values.items()}
 
     def _resolve(self, params: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
-        values = self.defaults()
-        for name, value in (params or {}).items():
-            if name not in BG_PARAMETERS:
-                raise KeyError(f"unknown parameter {name!r} (choose from {', '.join(BG_PARAMETERS)})")
-            t = torch.as_tensor(value).to(dtype=self.dtype, device=self.device)
-            if t.dim() != 0:
-                raise ValueError(f"parameter {name!r} must be a scalar, got shape {tuple(t.shape)}")
-            values[name] = t
-        return values
+        return with_params(self.defaults(), params, BG_PARAMETERS, self.dtype, self.device)
 
     def molecules(self, p: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The number of molecules in the beam, as ``pb_background_resolve`` computes it."""

@@ -31,7 +31,7 @@ from pybragg.engines.torch.kernel import KernelSetup, RenderState
 from pybragg.engines.torch.lattice import Lattice
 from pybragg.engines.torch.sources import build_sources
 from pybragg.engines.torch.structure_factors import build_table
-from pybragg.engines.torch.vec import Scratch, torch_dtype
+from pybragg.engines.torch.vec import Scratch, torch_dtype, with_params
 from pybragg.errors import UsageError
 from pybragg.inputs import Inputs
 from pybragg.plan import Plan
@@ -144,18 +144,9 @@ class TorchModel:
 
     def _resolve(self, params: Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
         """The defaults with ``params`` in their place, checked and on the model's dtype and device."""
-        values = self.defaults()
-        for name, value in (params or {}).items():
-            if name not in PARAMETERS:
-                raise KeyError(f"unknown parameter {name!r} (choose from {', '.join(PARAMETERS)})")
-            if name == "cell" and not self.config.crystal.has_cell:
-                raise ValueError("the 'cell' parameter needs a configuration with a unit cell")
-            t = torch.as_tensor(value).to(dtype=self.cdtype, device=self.device)
-            shape = _SHAPES.get(name, ())
-            if tuple(t.shape) != shape:
-                raise ValueError(f"parameter {name!r} must have shape {shape}, got {tuple(t.shape)}")
-            values[name] = t
-        return values
+        if params and "cell" in params and not self.config.crystal.has_cell:
+            raise ValueError("the 'cell' parameter needs a configuration with a unit cell")
+        return with_params(self.defaults(), params, PARAMETERS, self.cdtype, self.device, _SHAPES)
 
     def state(self, params: Mapping[str, Any] | None = None) -> RenderState:
         """Everything the kernel needs for ``params`` (defaults for missing names) that no pixel changes."""

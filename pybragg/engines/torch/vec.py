@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,24 @@ def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if value not in DTYPES.values():
         raise ValueError("the torch engine computes in float64 or float32")
     return value
+
+def with_params(defaults: dict[str, torch.Tensor], params: Mapping[str, Any] | None, names: Sequence[str],
+                dtype: torch.dtype, device: torch.device,
+                shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+    """``defaults`` with ``params`` in their place: each a known name (``KeyError`` otherwise), on
+    ``dtype`` and ``device``, of its shape in ``shapes`` (a scalar if absent; ``ValueError`` otherwise)."""
+    for name, value in (params or {}).items():
+        if name not in names:
+            raise KeyError(f"unknown parameter {name!r} (choose from {', '.join(names)})")
+        t = torch.as_tensor(value).to(dtype=dtype, device=device)
+        shape = (shapes or {}).get(name, ())
+        if tuple(t.shape) != shape:
+            if not shape:
+                raise ValueError(f"parameter {name!r} must be a scalar, got shape {tuple(t.shape)}")
+            raise ValueError(f"parameter {name!r} must have shape {shape}, got {tuple(t.shape)}")
+        defaults[name] = t
+    return defaults
+
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
