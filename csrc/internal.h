@@ -51,13 +51,21 @@ static inline int64_t count_mul(int64_t a, int64_t b)
     return a * b;
 }
 
+/* always inlined, also into the kernel's AVX2 functions, whose target differs (GCC does not
+   inline a function of the default target into them otherwise) */
+#if defined(__GNUC__)
+#define PB_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define PB_ALWAYS_INLINE
+#endif
+
 /* ---- small 3-vector helpers (inline: they sit in the pixel loop) ---- */
-static inline double v3_dot(const double a[3], const double b[3])
+PB_ALWAYS_INLINE static inline double v3_dot(const double a[3], const double b[3])
 {
     return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
 }
 
-static inline void v3_cross(const double a[3], const double b[3], double out[3])
+PB_ALWAYS_INLINE static inline void v3_cross(const double a[3], const double b[3], double out[3])
 {
     double x = a[1] * b[2] - a[2] * b[1];
     double y = a[2] * b[0] - a[0] * b[2];
@@ -67,13 +75,13 @@ static inline void v3_cross(const double a[3], const double b[3], double out[3])
     out[2] = z;
 }
 
-static inline double v3_norm(const double a[3])
+PB_ALWAYS_INLINE static inline double v3_norm(const double a[3])
 {
     return sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]);
 }
 
 /* out = a / |a|, returns |a|; a zero vector gives a zero result */
-static inline double v3_unit(const double a[3], double out[3])
+PB_ALWAYS_INLINE static inline double v3_unit(const double a[3], double out[3])
 {
     double len = v3_norm(a);
     if (len != 0.0) {
@@ -86,14 +94,14 @@ static inline double v3_unit(const double a[3], double out[3])
     return len;
 }
 
-static inline void v3_scale(const double a[3], double s, double out[3])
+PB_ALWAYS_INLINE static inline void v3_scale(const double a[3], double s, double out[3])
 {
     out[0] = s * a[0];
     out[1] = s * a[1];
     out[2] = s * a[2];
 }
 
-static inline void v3_copy(const double a[3], double out[3])
+PB_ALWAYS_INLINE static inline void v3_copy(const double a[3], double out[3])
 {
     out[0] = a[0];
     out[1] = a[1];

@@ -14,12 +14,6 @@
    default rounding mode (IEEE semantics forbid folding it away; the engine is
    never built with -ffast-math).  The result equals rint(x). */
 #define PB_ROUND_SHIFTER 6755399441055744.0 /* 1.5 * 2^52 */
-/* always inlined: also into the AVX2 functions, whose target differs */
-#if defined(__GNUC__)
-#define PB_ALWAYS_INLINE __attribute__((always_inline))
-#else
-#define PB_ALWAYS_INLINE
-#endif
 PB_ALWAYS_INLINE static inline double round_whole(double x)
 {
     return (x + PB_ROUND_SHIFTER) - PB_ROUND_SHIFTER;
@@ -907,9 +901,10 @@ static pixel_context make_context(const pb_plan *plan)
     return ctx;
 }
 
-/* Prepare the fast path when the crystal is square, structure factors are
-   nearest and there are at least PB_LANES orientations: the crystal axes as nine rows of orientations, each padded with zero
-   axes to whole vectors (*soa, freed by the caller; NULL otherwise). */
+/* Prepare the fast path when the crystal is square and structure factors are nearest (any
+   number of orientations: the row lanes' vectors are pixels, so one orientation fills them
+   too): the crystal axes as nine rows of orientations, each padded with zero axes to whole
+   vectors of PB_LANES for the per-pixel path (*soa, freed by the caller; NULL otherwise). */
 static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, double **soa_out)
 {
     const pb_geometry *g = &plan->geo;
@@ -918,8 +913,6 @@ static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, do
     if (g->shape != PB_SHAPE_SQUARE || ctx->interpolate || (plan->has_table && table_size >= (size_t)1 << 30))
         return PB_OK;
     const size_t n = (size_t)g->phisteps * (size_t)g->mosaic_domains;
-    /* fewer orientations than lanes: the general loop's scalar arithmetic is cheaper */
-    if (n < PB_LANES) return PB_OK;
     const size_t stride = (n + PB_LANES - 1) / PB_LANES * PB_LANES;
     double *soa = calloc(9 * (stride > 0 ? stride : 1), sizeof *soa);
     if (soa == NULL) return PB_ERR_NOMEM;
