@@ -44,21 +44,19 @@ static inline double sinpi_half(double r)
     return z - z * z2 * p;
 }
 
-/* sin(pi r) for |r| <= 1/2, its Taylor series through z^13 (z = pi r) written in r, with pi
-   folded into the coefficients pi^k / k!: the first omitted term, with sin z >= 2 z / pi,
-   bounds the relative error by (pi/2)^15 / 15! < 6.7e-10 (docs/performance.md: then a
-   pixel's relative error is below 8.1e-9) */
+/* sin(pi r) for |r| <= 1/2: r p(r^2) with p of degree 5, the polynomial of least largest
+   relative error on [0, 1/2] (Remez exchange in 40-digit arithmetic, coefficients rounded to
+   double once): below 2.2e-11 (docs/performance.md: then a pixel's relative error is below
+   2.7e-10).  Every step adds a constant (a memory operand). */
 PB_ALWAYS_INLINE static inline double sinpi_short(double r)
 {
-    /* the signs in the coefficients: every step adds a constant (a memory operand) */
     const double r2 = r * r;
-    double q = 0.00046630280576761256442; /* pi^13 / 13! */
-    q = r2 * q - 0.0073704309457143507773; /* -pi^11 / 11! */
-    q = r2 * q + 0.082145886611128228799;  /* pi^9 / 9! */
-    q = r2 * q - 0.59926452932079207689;   /* -pi^7 / 7! */
-    q = r2 * q + 2.5501640398773454439;    /* pi^5 / 5! */
-    q = r2 * q - 5.1677127800499700292;    /* -pi^3 / 3! */
-    q = r2 * q + 3.1415926535897932385;    /* pi */
+    double q = -0.007022163448719427;
+    q = r2 * q + 0.08204647878054365;
+    q = r2 * q - 0.5992513300950485;
+    q = r2 * q + 2.550163240316513;
+    q = r2 * q - 5.167712762115752;
+    q = r2 * q + 3.1415926535233454;
     return r * q;
 }
 
@@ -194,6 +192,9 @@ typedef struct fast_lattice {
     double N[3];           /* cells along a, b, c (1 where N <= 1: a factor of 1) */
     double lo[3], hi[3];   /* nearest index h0 is in the table when lo <= h0 < hi */
     double nk, nl;         /* table strides */
+    /* the longest a, b, c over the orientations, and how far |h| may reach with every nearest
+       index inside the table (negative without a table): |h| <= axis_max |S| <= cover */
+    double axis_max[3], cover[3];
 } fast_lattice;
 
 /* numerator and denominator of sin(pi N x) / sin(pi x), both reduced exactly */
@@ -666,6 +667,81 @@ static inline void polar_lanes(const pb_geometry *g, const double incident_in[3]
     }
 }
 
+/* how block_body finds the structure factors of a block: default_F alone, a look-up with the
+   table's bounds tested per lane, or a look-up without the test (every index inside) */
+enum { PB_F_DEFAULT, PB_F_TESTED, PB_F_INSIDE };
+
+/* Add to I[j] the scattering of every crystal orientation at scattering vectors S[j], in
+   orientation order (each lane as sum_orientations adds it); `mode` is a constant at each call,
+   so each mode is compiled as its own loop. */
+PB_ALWAYS_INLINE static inline void orientation_lanes(const pixel_context *ctx, const double *Sx, const double *Sy,
+                                                      const double *Sz, const double *capture, const double *polar,
+                                                      const double *omega, double *I, const int mode)
+{
+    const pb_geometry *g = &ctx->plan->geo;
+    const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
+    const int n_orient = g->phisteps * g->mosaic_domains;
+    const double *restrict soa = ctx->soa;
+    const size_t stride = ctx->stride;
+    const double *restrict Ftab = ctx->ftab;
+    const double dflt = ctx->table.default_F;
+    const double Na = ctx->fl.N[0], Nb = ctx->fl.N[1], Nc = ctx->fl.N[2];
+    const double lo0 = ctx->fl.lo[0], lo1 = ctx->fl.lo[1], lo2 = ctx->fl.lo[2];
+    const double hi0 = ctx->fl.hi[0], hi1 = ctx->fl.hi[1], hi2 = ctx->fl.hi[2];
+    const double nk = ctx->fl.nk, nl = ctx->fl.nl;
+    for (int o = 0; o < n_orient; ++o) {
+        const double A0 = soa[o], A1 = soa[stride + o], A2 = soa[2 * stride + o];
+        const double B0 = soa[3 * stride + o], B1 = soa[4 * stride + o], B2 = soa[5 * stride + o];
+        const double C0 = soa[6 * stride + o], C1 = soa[7 * stride + o], C2 = soa[8 * stride + o];
+        double F2[PB_PIX];
+        double row[PB_PIX], inside[PB_PIX];
+        PB_NO_UNROLL
+        for (int j = 0; j < PB_PIX; ++j) {
+            const double h = A0 * Sx[j] + A1 * Sy[j] + A2 * Sz[j];
+            const double k = B0 * Sx[j] + B1 * Sy[j] + B2 * Sz[j];
+            const double l = C0 * Sx[j] + C1 * Sy[j] + C2 * Sz[j];
+            /* h = n + d exactly; the nearest index ceil(h - 0.5) is n, or n - 1 where d = -1/2 */
+            const double nh = round_whole(h), nk_ = round_whole(k), nl_ = round_whole(l);
+            const double dh = h - nh, dk = k - nk_, dl = l - nl_;
+            double num = 1.0, den = 1.0;
+            grating_parts_reduced(dh, Na, &num, &den);
+            grating_parts_reduced(dk, Nb, &num, &den);
+            grating_parts_reduced(dl, Nc, &num, &den);
+            const double F = num / den;
+            F2[j] = F * F;
+            if (mode != PB_F_DEFAULT) {
+                const double h0 = dh == -0.5 ? nh - 1.0 : nh, k0 = dk == -0.5 ? nk_ - 1.0 : nk_,
+                             l0 = dl == -0.5 ? nl_ - 1.0 : nl_;
+                const double flat = ((h0 - lo0) * nk + (k0 - lo1)) * nl + (l0 - lo2);
+                if (mode == PB_F_TESTED) {
+                    const int in =
+                        (h0 >= lo0) & (h0 < hi0) & (k0 >= lo1) & (k0 < hi1) & (l0 >= lo2) & (l0 < hi2);
+                    row[j] = in ? flat : 0.0;
+                    inside[j] = in ? 1.0 : 0.0;
+                } else {
+                    row[j] = flat;
+                }
+            }
+        }
+        /* the look-ups: a separate loop, so that every lane loads (index 0 outside the
+           table), kept a loop so that the vectorizer gathers */
+        PB_NO_UNROLL
+        for (int j = 0; j < PB_PIX; ++j) {
+            double F_cell = dflt;
+            if (mode == PB_F_INSIDE) F_cell = Ftab[(int)row[j]];
+            if (mode == PB_F_TESTED) {
+                const double F_row = Ftab[(int)row[j]];
+                F_cell = inside[j] != 0.0 ? F_row : dflt;
+            }
+            double contribution = F_cell * F_cell * F2[j];
+            contribution = os_thick ? contribution * capture[j] : contribution;
+            contribution = os_polar ? contribution * polar[j] : contribution;
+            contribution = os_omega ? contribution * omega[j] : contribution;
+            I[j] += contribution;
+        }
+    }
+}
+
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -677,15 +753,6 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
     const int os = pg->oversample;
     const double sub = pg->pixel_size / os;
     const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
-    const int n_orient = g->phisteps * g->mosaic_domains;
-    const double *restrict soa = ctx->soa;
-    const size_t stride = ctx->stride;
-    const double *restrict Ftab = ctx->ftab;
-    const double dflt = ctx->table.default_F;
-    const double Na = ctx->fl.N[0], Nb = ctx->fl.N[1], Nc = ctx->fl.N[2];
-    const double lo0 = ctx->fl.lo[0], lo1 = ctx->fl.lo[1], lo2 = ctx->fl.lo[2];
-    const double hi0 = ctx->fl.hi[0], hi1 = ctx->fl.hi[1], hi2 = ctx->fl.hi[2];
-    const double nk = ctx->fl.nk, nl = ctx->fl.nl;
 
     double I[PB_PIX], polar[PB_PIX], omega[PB_PIX], capture[PB_PIX];
     PB_NO_UNROLL
@@ -762,46 +829,24 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
                     }
                     if (any_need) polar_lanes(g, incident, dx, dy, dz, need, polar);
 
-                    for (int o = 0; o < n_orient; ++o) {
-                        const double A0 = soa[o], A1 = soa[stride + o], A2 = soa[2 * stride + o];
-                        const double B0 = soa[3 * stride + o], B1 = soa[4 * stride + o], B2 = soa[5 * stride + o];
-                        const double C0 = soa[6 * stride + o], C1 = soa[7 * stride + o], C2 = soa[8 * stride + o];
-                        double F2[PB_PIX];
-                        double row[PB_PIX], inside[PB_PIX];
-                        PB_NO_UNROLL
+                    /* the structure factors: default_F alone (no table), looked up with the table's
+                       bounds tested, or looked up directly when every index of the block is inside */
+                    if (!ctx->table.present) {
+                        orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_DEFAULT);
+                    } else {
+                        double smax2 = 0.0;
                         for (int j = 0; j < PB_PIX; ++j) {
-                            const double h = A0 * Sx[j] + A1 * Sy[j] + A2 * Sz[j];
-                            const double k = B0 * Sx[j] + B1 * Sy[j] + B2 * Sz[j];
-                            const double l = C0 * Sx[j] + C1 * Sy[j] + C2 * Sz[j];
-                            /* h = n + d exactly; the nearest index ceil(h - 0.5) is n, or n - 1 where d = -1/2 */
-                            const double nh = round_whole(h), nk_ = round_whole(k), nl_ = round_whole(l);
-                            const double dh = h - nh, dk = k - nk_, dl = l - nl_;
-                            double num = 1.0, den = 1.0;
-                            grating_parts_reduced(dh, Na, &num, &den);
-                            grating_parts_reduced(dk, Nb, &num, &den);
-                            grating_parts_reduced(dl, Nc, &num, &den);
-                            const double F = num / den;
-                            F2[j] = F * F;
-                            const double h0 = dh == -0.5 ? nh - 1.0 : nh, k0 = dk == -0.5 ? nk_ - 1.0 : nk_,
-                                         l0 = dl == -0.5 ? nl_ - 1.0 : nl_;
-                            const int in =
-                                (h0 >= lo0) & (h0 < hi0) & (k0 >= lo1) & (k0 < hi1) & (l0 >= lo2) & (l0 < hi2);
-                            const double flat = ((h0 - lo0) * nk + (k0 - lo1)) * nl + (l0 - lo2);
-                            row[j] = in ? flat : 0.0;
-                            inside[j] = in ? 1.0 : 0.0;
+                            const double s2 = Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j];
+                            smax2 = s2 > smax2 ? s2 : smax2;
                         }
-                        /* the look-ups: a separate loop, so that every lane loads (index 0 outside the
-                           table), kept a loop so that the vectorizer gathers */
-                        PB_NO_UNROLL
-                        for (int j = 0; j < PB_PIX; ++j) {
-                            const double F_row = Ftab[(int)row[j]];
-                            const double F_cell = inside[j] != 0.0 ? F_row : dflt;
-                            double contribution = F_cell * F_cell * F2[j];
-                            contribution = os_thick ? contribution * capture[j] : contribution;
-                            contribution = os_polar ? contribution * polar[j] : contribution;
-                            contribution = os_omega ? contribution * omega[j] : contribution;
-                            I[j] += contribution;
-                        }
+                        const double smax = sqrt(smax2);
+                        const int inside = ctx->fl.axis_max[0] * smax <= ctx->fl.cover[0] &&
+                                           ctx->fl.axis_max[1] * smax <= ctx->fl.cover[1] &&
+                                           ctx->fl.axis_max[2] * smax <= ctx->fl.cover[2];
+                        if (inside)
+                            orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_INSIDE);
+                        else
+                            orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_TESTED);
                     }
                 }
             }
@@ -930,6 +975,15 @@ static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, do
     }
     ctx->fl.nk = plan->nk;
     ctx->fl.nl = plan->nl;
+    for (int i = 0; i < 3; ++i) {
+        double longest = 0.0;
+        for (size_t o = 0; o < n; ++o) longest = fmax(longest, v3_norm(plan->axes + 9 * o + 3 * (size_t)i));
+        ctx->fl.axis_max[i] = longest;
+        /* ceil(h - 1/2) lies in [lo, hi) for every |h| < min(1/2 - lo, hi - 1/2); the margin covers
+           the rounding of h and of the bound (|h| < 2^30, so both are below 4e-7) */
+        const double reach = fmin(0.5 - ctx->fl.lo[i], ctx->fl.hi[i] - 0.5) - 1e-6;
+        ctx->fl.cover[i] = plan->has_table ? reach : -1.0;
+    }
     /* the rows of the fast path: no resolution cut (it skips sources pixel by pixel) */
     ctx->block = g->dmin > 0.0 ? NULL : block_portable;
 #if PB_HAVE_AVX2_PATH
