@@ -3,8 +3,8 @@
 Every golden case is rendered in-process with each path this machine runs: every image
 is held to the golden float64 bar, and the paths must agree bit for bit (the engine is
 compiled without contraction into fused multiply-adds, so every path rounds alike).
-The fast path's shortened sine series (docs/performance.md: relative error of a pixel
-below 8.1e-9) is checked against numpy's library sines where its error is
+The fast path's short sine polynomial (docs/performance.md: relative error of a pixel
+below 2.7e-10) is checked against numpy's library sines where its error is
 largest: many cells, high indices, reduced arguments spread over the whole range.
 """
 
@@ -97,3 +97,32 @@ def test_short_sine_error_bound(tmp_path, monkeypatch) -> None:
     assert worst * 1e3 < 1e-5
 
 
+
+
+def test_table_modes_match_the_pixel_path(tmp_path, monkeypatch) -> None:
+    """A table that covers the middle of the detector only: blocks of pixels whose every index lies in it
+    (looked up untested), blocks across its edge (tested) and pixels beyond it (default_F) render what
+    the per-pixel path (the trace) computes, bit for bit, on every code path."""
+    monkeypatch.chdir(tmp_path)
+    rows = [f"{h} {k} {l} {10 + (3 * h + 5 * k + 7 * l) % 11}" for h in range(-3, 4) for k in range(-3, 4)
+            for l in range(-3, 4)]
+    (tmp_path / "small.hkl").write_text("\n".join(rows) + "\n")
+    sim = from_args(["-cell", "20", "20", "20", "90", "90", "90", "-misset", "5", "10", "15", "-hkl", "small.hkl",
+                     "-default_F", "3", "-N", "6", "-lambda", "1", "-distance", "100", "-detpixels", "64",
+                     "-pixel", "1.0", "-oversample", "1", "-phisteps", "2", "-osc", "0.5"], backend="c", threads=2)
+    plan = Plan(sim.config, sim.inputs)
+    images = {path: c_engine.render_plan(plan, threads=2, code_path=path)[0] for path in PATHS}
+    image = images["portable"]
+    for path, other in images.items():
+        assert np.array_equal(other, image), path
+    outside = inside = 0
+    for slow in range(0, 64, 3):
+        for fast in range(0, 64, 3):
+            records, value = c_engine.trace_pixel(plan.config, None, fast, slow, plan=plan)
+            assert value == float(image[slow, fast]), (slow, fast)
+            near = np.array([r.values for r in records if r.name == "hkl_nearest"])
+            out = np.any(np.abs(near) > 3, axis=1)
+            outside += int(out.any())
+            inside += int((~out).all())
+    # the frame has pixels with every index inside the table and pixels with indices beyond it
+    assert outside > 20 and inside > 20, (outside, inside)
