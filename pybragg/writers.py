@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from pybragg.errors import UsageError
-from pybragg.io.atomic import atomic_write, commit_files, final_target, write_bytes
+from pybragg.io.atomic import atomic_write, commit_files, final_target, write_buffers
 from pybragg.io.cformat import c_g
-from pybragg.io.floatimage import float_image_bytes
-from pybragg.io.pgm import pgm_bytes
-from pybragg.io.smv import smv_bytes
+from pybragg.io.floatimage import float_image_buffers
+from pybragg.io.pgm import pgm_buffers
+from pybragg.io.smv import smv_buffers
 from pybragg.result import Result
 
 RAD2DEG = 180.0 / math.pi
@@ -74,7 +74,10 @@ def float32_image(result: Result) -> np.ndarray:
 
 
 def _zero_outside_roi(image: np.ndarray, result: Result) -> np.ndarray:
+    """``image`` (a new array of the caller's) with 0 outside the region of interest and in the gaps."""
     rows, cols = roi_slices(result)
+    if rows.indices(image.shape[0]) == (0, image.shape[0], 1) and cols.indices(image.shape[1]) == (0, image.shape[1], 1):
+        return zero_uncovered(image, result)  # the region is the whole image: nothing to clear
     out = np.zeros_like(image)
     out[rows, cols] = image[rows, cols]
     return zero_uncovered(out, result)
@@ -251,12 +254,18 @@ def write_smv32(path: str, data: np.ndarray, fields: list[tuple[str, str]]) -> N
 
 def smv32_bytes(data: np.ndarray, fields: list[tuple[str, str]]) -> bytes:
     """The bytes of :func:`write_smv32`."""
+    return b"".join(smv32_buffers(data, fields))
+
+
+def smv32_buffers(data: np.ndarray, fields: list[tuple[str, str]]) -> list[bytes | np.ndarray]:
+    """:func:`smv32_bytes` as the header and the little-endian uint32 pixels, for
+    :func:`pybragg.io.atomic.write_buffers`."""
     from pybragg.io.smv import format_smv_header
 
     header = format_smv_header(fields, shape=data.shape)
     longer = header.replace(b"TYPE=unsigned_short;", b"TYPE=long_integer;", 1)
     longer += b" " * (len(header) - len(longer))
-    return longer + np.ascontiguousarray(data, dtype="<u4").tobytes()
+    return [longer, np.ascontiguousarray(data, dtype="<u4")]
 
 
 def detector_counts(result: Result, outputs) -> np.ndarray:
@@ -423,22 +432,22 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
             image, tuple(result.geometry.roi), outputs.noise_seed, outputs.adc_offset, response
         ))
     if outputs.floatfile:
-        jobs.append((outputs.floatfile, lambda path: write_bytes(path, float_image_bytes(image))))
+        jobs.append((outputs.floatfile, lambda path: write_buffers(path, float_image_buffers(image))))
     counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
     if outputs.intfile:
-        jobs.append((outputs.intfile, lambda path: write_bytes(path, smv_bytes(counts, fields))))
+        jobs.append((outputs.intfile, lambda path: write_buffers(path, smv_buffers(counts, fields))))
     pgm_scale = None
     if outputs.write_pgm and outputs.pgmfile:
         grey, pgm_scale = pgm_image(result, outputs.pgm_scale, int_scale)
-        jobs.append((outputs.pgmfile, lambda path: write_bytes(path, pgm_bytes(grey, pgm_scale))))
+        jobs.append((outputs.pgmfile, lambda path: write_buffers(path, pgm_buffers(grey, pgm_scale))))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
         noisy, photons, overloads = noise.result()
         noisy = zero_uncovered(noisy, result)
         if noisy.dtype == np.uint32:
-            jobs.append((outputs.noisefile, lambda path: write_bytes(path, smv32_bytes(noisy, fields))))
+            jobs.append((outputs.noisefile, lambda path: write_buffers(path, smv32_buffers(noisy, fields))))
         else:
-            jobs.append((outputs.noisefile, lambda path: write_bytes(path, smv_bytes(noisy, fields))))
+            jobs.append((outputs.noisefile, lambda path: write_buffers(path, smv_buffers(noisy, fields))))
     check_formats(result, outputs)
     jobs += _extra_jobs(result, outputs, space_group)
     commit_files(jobs)

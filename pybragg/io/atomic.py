@@ -16,18 +16,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import signal
 import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
 from pybragg.errors import UsageError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 #: writes one file's content to the path it is given (a staged file)
 Writer = Callable[[str], None]
+#: what :func:`write_buffers` writes: bytes or a C-contiguous array
+Buffer = Union[bytes, "np.ndarray"]
 
 STAGE_PREFIX = ".pybragg-"
 STAGE_SUFFIX = ".part"
@@ -160,7 +165,7 @@ def _keep_old(target: str) -> tuple[str | None, bool]:
         raise IsADirectoryError(errno.EISDIR, "is a folder")
     folder, _ = os.path.split(target)
     for _ in range(100):
-        backup = os.path.join(folder, STAGE_PREFIX + secrets.token_hex(4) + BACKUP_SUFFIX)
+        backup = os.path.join(folder, STAGE_PREFIX + os.urandom(4).hex() + BACKUP_SUFFIX)
         try:
             os.link(target, backup, follow_symlinks=False)
             return backup, False
@@ -269,8 +274,14 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` (plainly: the caller stages it)."""
+    write_buffers(path, (data,))
+
+
+def write_buffers(path: str, buffers: Sequence[Buffer]) -> None:
+    """Write ``buffers`` (bytes, C-contiguous arrays) one after the other to ``path`` (plainly: the
+    caller stages it): an image goes out from its array, without first being copied into bytes."""
     with open(path, "wb") as handle:
-        handle.write(data)
+        handle.writelines(buffers)
 
 
 def file_identity(path: str) -> tuple[str, tuple[int, int] | None, bool]:

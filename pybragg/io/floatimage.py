@@ -12,7 +12,13 @@ from .errors import FormatError, describe_path, read_bytes
 
 def float_image_bytes(image: np.ndarray) -> bytes:
     """The bytes of :func:`write_float_image`: little-endian float32, C order (slow, fast)."""
-    return np.ascontiguousarray(image, dtype="<f4").tobytes()
+    return b"".join(float_image_buffers(image))
+
+
+def float_image_buffers(image: np.ndarray) -> list[np.ndarray]:
+    """:func:`float_image_bytes` as the array to write (``image`` itself when it is little-endian
+    float32 in C order): :func:`pybragg.io.atomic.write_buffers` writes it without a copy."""
+    return [np.ascontiguousarray(image, dtype="<f4")]
 
 
 def write_float_image(path: str | os.PathLike[str], image: np.ndarray) -> None:

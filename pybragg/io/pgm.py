@@ -20,6 +20,11 @@ def write_pgm(path: str | os.PathLike[str], data: np.ndarray, scale: float) -> N
 
 def pgm_bytes(data: np.ndarray, scale: float) -> bytes:
     """The bytes of :func:`write_pgm`."""
+    return b"".join(pgm_buffers(data, scale))
+
+
+def pgm_buffers(data: np.ndarray, scale: float) -> list[bytes | np.ndarray]:
+    """:func:`pgm_bytes` as the header and the pixels, for :func:`pybragg.io.atomic.write_buffers`."""
     pixels = np.asarray(data)
     if pixels.ndim != 2:
         raise ValueError(f"PGM image must be 2-D (slow, fast), got shape {pixels.shape}")
@@ -27,7 +32,7 @@ def pgm_bytes(data: np.ndarray, scale: float) -> bytes:
         raise ValueError(f"PGM pixels must be uint8, got {pixels.dtype}")
     slow, fast = pixels.shape
     header = f"P5\n{fast} {slow}\n# pixels scaled by {c_g(scale)}\n255\n".encode("ascii")
-    return header + np.ascontiguousarray(pixels).tobytes()
+    return [header, np.ascontiguousarray(pixels)]
 
 
 def read_pgm(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict]:

@@ -171,6 +171,12 @@ def write_smv(path: str | os.PathLike[str], data: np.ndarray, fields: list[tuple
 
 def smv_bytes(data: np.ndarray, fields: list[tuple[str, str]]) -> bytes:
     """The bytes of :func:`write_smv`."""
+    return b"".join(smv_buffers(data, fields))
+
+
+def smv_buffers(data: np.ndarray, fields: list[tuple[str, str]]) -> list[bytes | np.ndarray]:
+    """:func:`smv_bytes` as the header and the little-endian uint16 pixels, for
+    :func:`pybragg.io.atomic.write_buffers` (the pixels are not copied into bytes)."""
     pixels = np.asarray(data)
     if pixels.ndim != 2:
         raise ValueError(f"SMV image must be 2-D (slow, fast), got shape {pixels.shape}")
@@ -183,4 +189,4 @@ def smv_bytes(data: np.ndarray, fields: list[tuple[str, str]]) -> bytes:
     if not fits:
         raise ValueError(f"SMV pixels must be uint16, got {pixels.dtype}")
     header = format_smv_header(fields, shape=(pixels.shape[0], pixels.shape[1]))
-    return header + np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    return [header, np.ascontiguousarray(pixels, dtype="<u2")]
