@@ -12,13 +12,16 @@ axes, pivot, named conventions) are refused: the file places every panel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import Convention, PanelConfig
 from ..errors import UsageError
-from ..io.crystfel import CrystfelGeometry, LabPanel, lab_panels, read_geometry
 from ..io.errors import FormatError
+
+if TYPE_CHECKING:
+    from ..io.crystfel import CrystfelGeometry, LabPanel
 
 #: flags whose only job is to place the flag-defined panel (or to pick the axes of a named
 #: convention), which a detector read from a file replaces
@@ -84,6 +87,8 @@ def apply_detector_files(inv, names: set[str]) -> None:
 
 
 def _apply_geom(inv, path: str, names: set[str]) -> None:
+    from ..io.crystfel import lab_panels, read_geometry  # here: only -geom needs the CrystFEL reader
+
     try:
         geom = read_geometry(path)
     except FormatError as exc:
@@ -110,6 +115,7 @@ def _apply_geom(inv, path: str, names: set[str]) -> None:
 
 
 def _apply_expt(inv, path: str, names: set[str]) -> None:
+    from ..io.crystfel import LabPanel
     from ..io.expt import read_expt
 
     try:

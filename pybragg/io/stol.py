@@ -16,11 +16,14 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pybragg.io.errors import FormatError, describe_path, read_text, shorten
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: tables shipped with pybragg, by name
 SHIPPED = ("water", "air")
@@ -59,6 +62,8 @@ class StolTable:
 
 def shipped_path(name: str) -> Path:
     """The file of a shipped table (``water``, ``air``)."""
+    from pathlib import Path  # here: pathlib costs some 5 ms of the command's start-up
+
     return Path(__file__).resolve().parent.parent / "data" / f"{name}.stol"
 
 
