@@ -387,7 +387,7 @@ typedef struct pixel_context {
     const double *ftab; /* the table, or default_F alone when there is none */
     /* the rows of the fast path (pb_render only; NULL: pixel by pixel) */
     void (*block)(const struct pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
-                  struct block_out *out);
+                  const render_span *span, struct block_out *out);
 } pixel_context;
 
 /* factors applied per contribution when the matching -oversample_* flag is set */
@@ -615,12 +615,9 @@ static inline double render_pixel(const pixel_context *ctx, const pb_panel_geome
 #else
 #define PB_NO_UNROLL
 #endif
-/* sensor layers x sub-pixels per pixel whose solid angles a block keeps (more: per pixel) */
-#define PB_MAX_SAMPLES 64
-
 typedef struct block_out {
     double photons[PB_PIX];
-    double omega[PB_MAX_SAMPLES * PB_PIX]; /* [sample][lane], added to the row's sum in pixel order */
+    double omega[PB_PIX]; /* each pixel's solid angles summed over its samples, in sample order */
 } block_out;
 
 /* the polarization factor of polarization_factor for PB_PIX diffracted directions, where need[j] */
@@ -676,7 +673,8 @@ enum { PB_F_DEFAULT, PB_F_TESTED, PB_F_INSIDE };
    so each mode is compiled as its own loop. */
 PB_ALWAYS_INLINE static inline void orientation_lanes(const pixel_context *ctx, const double *Sx, const double *Sy,
                                                       const double *Sz, const double *capture, const double *polar,
-                                                      const double *omega, double *I, const int mode)
+                                                      const double *omega, const double *keep, double *I,
+                                                      const int mode)
 {
     const pb_geometry *g = &ctx->plan->geo;
     const int os_thick = g->oversample_thick, os_polar = g->oversample_polar, os_omega = g->oversample_omega;
@@ -737,16 +735,43 @@ PB_ALWAYS_INLINE static inline void orientation_lanes(const pixel_context *ctx, 
             contribution = os_thick ? contribution * capture[j] : contribution;
             contribution = os_polar ? contribution * polar[j] : contribution;
             contribution = os_omega ? contribution * omega[j] : contribution;
-            I[j] += contribution;
+            /* keep (a resolution cut, else NULL): 0 where the cut skips this source for the pixel */
+            if (keep != NULL)
+                I[j] = keep[j] != 0.0 ? I[j] + contribution : I[j];
+            else
+                I[j] += contribution;
         }
     }
+}
+
+/* orientation_lanes in the structure-factor mode of the block (a constant in each call) */
+PB_ALWAYS_INLINE static inline void orientation_modes(const pixel_context *ctx, const double *Sx, const double *Sy,
+                                                      const double *Sz, const double *capture, const double *polar,
+                                                      const double *omega, const double *keep, double *I)
+{
+    if (!ctx->table.present) {
+        orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, keep, I, PB_F_DEFAULT);
+        return;
+    }
+    double smax2 = 0.0;
+    for (int j = 0; j < PB_PIX; ++j) {
+        const double s2 = Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j];
+        smax2 = s2 > smax2 ? s2 : smax2;
+    }
+    const double smax = sqrt(smax2);
+    const int inside = ctx->fl.axis_max[0] * smax <= ctx->fl.cover[0] &&
+                       ctx->fl.axis_max[1] * smax <= ctx->fl.cover[1] && ctx->fl.axis_max[2] * smax <= ctx->fl.cover[2];
+    if (inside)
+        orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, keep, I, PB_F_INSIDE);
+    else
+        orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, keep, I, PB_F_TESTED);
 }
 
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
 static inline void block_body(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
-                              block_out *out)
+                              const render_span *span, block_out *out)
 {
     const pb_plan *p = ctx->plan;
     const pb_geometry *g = &p->geo;
@@ -761,15 +786,20 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
         polar[j] = g->nopolar ? 1.0 : 0.0;
         omega[j] = 0.0;
         capture[j] = 0.0;
+        out->omega[j] = 0.0;
     }
-    int sample = 0;
     for (int layer = 0; layer < g->thicksteps; ++layer) {
         const double Odet = layer * g->thickstep;
         PB_NO_UNROLL
         for (int j = 0; j < PB_PIX; ++j) capture[j] = (g->thick == 0.0) ? 1.0 : 0.0;
         for (int ss = 0; ss < os; ++ss) {
+            /* a block of many sub-pixels may take long: a cancelled render's image is dropped */
+            if (render_cancelled(span)) {
+                for (int j = 0; j < PB_PIX; ++j) out->photons[j] = 0.0;
+                return;
+            }
             const double Sdet = sub * (spixel * os + ss) + sub / 2.0;
-            for (int sf = 0; sf < os; ++sf, ++sample) {
+            for (int sf = 0; sf < os; ++sf) {
                 double dx[PB_PIX], dy[PB_PIX], dz[PB_PIX], airpath[PB_PIX];
                 if (g->curved) {
                     for (int j = 0; j < PB_PIX; ++j) {
@@ -801,7 +831,7 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
                     const double om = g->point_pixel ? 1.0 / a / a
                                                      : pg->pixel_size * pg->pixel_size / a / a * pg->close_distance / a;
                     omega[j] = (omega[j] == 0.0 || os_omega) ? om : omega[j];
-                    out->omega[sample * PB_PIX + j] = omega[j];
+                    out->omega[j] += omega[j];
                 }
                 for (int j = 0; j < PB_PIX; ++j)
                     if (capture[j] == 0.0 || os_thick) {
@@ -822,32 +852,31 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
                         Sy[j] = (dy[j] - incident[1]) / lambda;
                         Sz[j] = (dz[j] - incident[2]) / lambda;
                     }
+                    /* the resolution cut skips this source where d < dmin, as render_pixel does */
+                    double keep[PB_PIX];
+                    if (g->dmin > 0.0) {
+                        int any_kept = 0;
+                        for (int j = 0; j < PB_PIX; ++j) {
+                            const double stol = 0.5 * sqrt(Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j]);
+                            const int cut = stol > 0.0 && g->dmin > 0.5 / stol;
+                            keep[j] = cut ? 0.0 : 1.0;
+                            any_kept |= !cut;
+                        }
+                        if (!any_kept) continue;
+                    }
                     PB_NO_UNROLL
                     for (int j = 0; j < PB_PIX; ++j) {
-                        need[j] = polar[j] == 0.0 || os_polar;
+                        need[j] = (polar[j] == 0.0 || os_polar) && (g->dmin <= 0.0 || keep[j] != 0.0);
                         any_need |= need[j];
                     }
                     if (any_need) polar_lanes(g, incident, dx, dy, dz, need, polar);
 
                     /* the structure factors: default_F alone (no table), looked up with the table's
                        bounds tested, or looked up directly when every index of the block is inside */
-                    if (!ctx->table.present) {
-                        orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_DEFAULT);
-                    } else {
-                        double smax2 = 0.0;
-                        for (int j = 0; j < PB_PIX; ++j) {
-                            const double s2 = Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j];
-                            smax2 = s2 > smax2 ? s2 : smax2;
-                        }
-                        const double smax = sqrt(smax2);
-                        const int inside = ctx->fl.axis_max[0] * smax <= ctx->fl.cover[0] &&
-                                           ctx->fl.axis_max[1] * smax <= ctx->fl.cover[1] &&
-                                           ctx->fl.axis_max[2] * smax <= ctx->fl.cover[2];
-                        if (inside)
-                            orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_INSIDE);
-                        else
-                            orientation_lanes(ctx, Sx, Sy, Sz, capture, polar, omega, I, PB_F_TESTED);
-                    }
+                    if (g->dmin > 0.0)
+                        orientation_modes(ctx, Sx, Sy, Sz, capture, polar, omega, keep, I);
+                    else
+                        orientation_modes(ctx, Sx, Sy, Sz, capture, polar, omega, NULL, I);
                 }
             }
         }
@@ -863,16 +892,17 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
 }
 
 static void block_portable(const pixel_context *ctx, const pb_panel_geometry *pg, int fpixel, int spixel,
-                           block_out *out)
+                           const render_span *span, block_out *out)
 {
-    block_body(ctx, pg, fpixel, spixel, out);
+    block_body(ctx, pg, fpixel, spixel, span, out);
 }
 
 #if PB_HAVE_AVX2_PATH
 __attribute__((target("avx2,tune=haswell"))) static void block_avx2(const pixel_context *ctx, const pb_panel_geometry *pg,
-                                                       int fpixel, int spixel, block_out *out)
+                                                       int fpixel, int spixel, const render_span *span,
+                                                       block_out *out)
 {
-    block_body(ctx, pg, fpixel, spixel, out);
+    block_body(ctx, pg, fpixel, spixel, span, out);
 }
 #endif
 
@@ -884,9 +914,7 @@ static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, in
 {
     const pb_plan *plan = ctx->plan;
     const int f0 = pg->data_fast, fpixels = pg->fpixels;
-    /* sensor layers x sub-pixels, counted in double: the product may overflow an int */
-    const double n_samples = (double)plan->geo.thicksteps * pg->oversample * pg->oversample;
-    if (ctx->block == NULL || n_samples > PB_MAX_SAMPLES) {
+    if (ctx->block == NULL) {
         for (int f = 0; f < fpixels; ++f) {
             if (!pixel_selected(plan, f0 + f, s)) continue;
             if (render_cancelled(span)) return; /* a row of slow pixels may take long */
@@ -901,7 +929,6 @@ static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, in
     const int f_first = g->roi[0] - f0 > 0 ? g->roi[0] - f0 : 0;
     const int f_last = g->roi[1] - f0 < fpixels - 1 ? g->roi[1] - f0 : fpixels - 1;
     const uint8_t *mask = plan->mask != NULL ? plan->mask + (size_t)s * g->data_fpixels + f0 : NULL;
-    const int samples = (int)n_samples;
     block_out out;
     for (int f = f_first; f <= f_last;) {
         if (mask != NULL && mask[f] == 0) {
@@ -909,11 +936,11 @@ static void render_row(const pixel_context *ctx, const pb_panel_geometry *pg, in
             continue;
         }
         if (render_cancelled(span)) return;
-        ctx->block(ctx, pg, f, r, &out);
+        ctx->block(ctx, pg, f, r, span, &out);
         const int n = f_last - f + 1 < PB_PIX ? f_last - f + 1 : PB_PIX;
         for (int j = 0; j < n; ++j) {
             if (mask != NULL && mask[f + j] == 0) continue;
-            for (int k = 0; k < samples; ++k) *omega_row += out.omega[k * PB_PIX + j];
+            *omega_row += out.omega[j];
             float *px = image_row + f0 + f + j;
             *px = (float)(*px + out.photons[j]);
         }
@@ -984,8 +1011,7 @@ static int fast_setup(const pb_plan *plan, int code_path, pixel_context *ctx, do
         const double reach = fmin(0.5 - ctx->fl.lo[i], ctx->fl.hi[i] - 0.5) - 1e-6;
         ctx->fl.cover[i] = plan->has_table ? reach : -1.0;
     }
-    /* the rows of the fast path: no resolution cut (it skips sources pixel by pixel) */
-    ctx->block = g->dmin > 0.0 ? NULL : block_portable;
+    ctx->block = block_portable;
 #if PB_HAVE_AVX2_PATH
     if (ctx->block != NULL && ctx->orient == orient_avx2) ctx->block = block_avx2;
 #endif
