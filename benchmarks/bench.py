@@ -145,6 +145,7 @@ def main() -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the torch engine")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-cases", action="store_true", help="only the scaling and thread series")
+    p.add_argument("--cases", help="comma-separated names of the cases to run (default: all)")
     p.add_argument("--repeat", type=int, default=None,
                    help="runs of every command, the fastest counts (default 3, 1 with --quick)")
     o = p.parse_args()
@@ -153,7 +154,13 @@ def main() -> int:
     print(f"pybragg benchmark: {os.cpu_count()} cores, {o.threads} threads, {'quick' if o.quick else 'full'}, "
           f"best of {rep} runs of every command")
     results: dict[str, dict] = {}
-    for name, args in ({} if o.skip_cases else cases(o.quick)).items():
+    selected = {} if o.skip_cases else cases(o.quick)
+    if o.cases:
+        unknown = set(o.cases.split(",")) - set(selected)
+        if unknown:
+            p.error(f"--cases: unknown case(s) {', '.join(sorted(unknown))} (one of {', '.join(selected)})")
+        selected = {k: v for k, v in selected.items() if k in o.cases.split(",")}
+    for name, args in selected.items():
         print(f"\n{name}: {' '.join(a if '/' not in a else Path(a).name for a in args)}")
         c = measure(pybragg(args, "c", threads=o.threads), env, rep)
         results[name] = {"c": c}
