@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import io
 import math
@@ -118,21 +119,22 @@ def print_summary(result, out: TextIO) -> None:
 
 def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse nanoBragg flags, render, print the summary and write the outputs."""
-    from pybragg.cli.help import format_help
     from pybragg.flags import from_args
     from pybragg.flags.load import add_background
     from pybragg.io.atomic import check_distinct
     from pybragg.writers import check_writable, requested_paths, write_outputs
 
-    if any(a in ("-h", "--help", "-help") for a in argv):
-        out.write(format_help())
-        return 0
+    if any(a in ("-h", "--help", "-help") for a in argv) or not argv:
+        from pybragg.cli.help import format_help
+
+        if argv:
+            out.write(format_help())
+            return 0
+        err.write(format_help())
+        return 2
     if "--version" in argv:
         out.write(version_text() + "\n")
         return 0
-    if not argv:
-        err.write(format_help())
-        return 2
     # the Fdump.bin cache is written only once the run has succeeded (no file is left by a failed run)
     sim = from_args(argv, write_dump=False, notice=lambda m: err.write(m + "\n"))
     inv = sim.invocation
@@ -281,7 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _open_standard_fds()
     with warnings.catch_warnings(), _signals_raise_interrupted():
         warnings.showwarning = _show_warning
-        return _main(args)
+        code = _main(args)
+    if argv is None:
+        # the command's process ends now: the interpreter's last garbage collections then skip the
+        # objects that are left (some 20 ms of the command's exit); destructors and atexit still run
+        gc.freeze()
+    return code
 
 
 def _open_standard_fds() -> None:
