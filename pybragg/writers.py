@@ -114,14 +114,20 @@ def _scaled_in_blocks(image: np.ndarray, dtype: type, scale: Callable[[np.ndarra
     return out
 
 
+def int_scale(result: Result, scale: float | None) -> float:
+    """The scale of the integer image: ``scale`` when positive, else the brightest pixel at 55000."""
+    if scale is None or scale <= 0.0:
+        return 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
+    return scale
+
+
 def int_image(result: Result, scale: float | None, adc_offset: float) -> tuple[np.ndarray, float]:
     """Noiseless integer image and the scale used (default: brightest pixel at 55000).
 
     Like the reference: ``floor(float32(clip(I * scale + adc, 0, 65535) + 0.5))``
     computed in double precision, 0 outside the ROI.
     """
-    if scale is None or scale <= 0.0:
-        scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
+    scale = int_scale(result, scale)
 
     def to_counts(value: np.ndarray) -> np.ndarray:
         value *= scale
@@ -152,7 +158,7 @@ class _InThread:
     """``work()`` run in a thread started now; :meth:`result` waits for it and returns its value
     (or raises its exception)."""
 
-    def __init__(self, work: Callable[[], Any]) -> None:
+    def __init__(self, work: Callable[[], Any], name: str = "pybragg-noise") -> None:
         self._out: list[Any] = []
         self._error: list[BaseException] = []
 
@@ -162,7 +168,7 @@ class _InThread:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 self._error.append(exc)
 
-        self._thread = threading.Thread(target=run, name="pybragg-noise", daemon=True)
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
     def result(self) -> Any:
@@ -433,12 +439,14 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
         ))
     if outputs.floatfile:
         jobs.append((outputs.floatfile, lambda path: write_buffers(path, float_image_buffers(image))))
-    counts, int_scale = int_image(result, outputs.intfile_scale, outputs.adc_offset)
+    scale = int_scale(result, outputs.intfile_scale)
     if outputs.intfile:
-        jobs.append((outputs.intfile, lambda path: write_buffers(path, smv_buffers(counts, fields))))
+        # scaled in a thread (NumPy without the GIL) while the float image is written
+        counts = _InThread(lambda: int_image(result, scale, outputs.adc_offset)[0], name="pybragg-int-image")
+        jobs.append((outputs.intfile, lambda path: write_buffers(path, smv_buffers(counts.result(), fields))))
     pgm_scale = None
     if outputs.write_pgm and outputs.pgmfile:
-        grey, pgm_scale = pgm_image(result, outputs.pgm_scale, int_scale)
+        grey, pgm_scale = pgm_image(result, outputs.pgm_scale, scale)
         jobs.append((outputs.pgmfile, lambda path: write_buffers(path, pgm_buffers(grey, pgm_scale))))
     photons = overloads = None
     if outputs.write_noise and outputs.noisefile:
@@ -451,4 +459,4 @@ def write_outputs(result: Result, outputs, space_group: str | None = None) -> Wr
     check_formats(result, outputs)
     jobs += _extra_jobs(result, outputs, space_group)
     commit_files(jobs)
-    return Written([path for path, _ in jobs], int_scale, pgm_scale, photons, overloads)
+    return Written([path for path, _ in jobs], scale, pgm_scale, photons, overloads)

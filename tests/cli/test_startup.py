@@ -151,3 +151,24 @@ def test_the_collector_is_frozen_only_when_the_command_ends_the_process(tmp_path
     proc = _python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "0 True"
+
+
+def test_int_image_scaled_in_a_thread_is_written_as_computed(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import pybragg
+    from pybragg.io.smv import read_smv
+    from pybragg.writers import int_image, int_scale, pgm_image, write_outputs
+
+    result = pybragg.from_args(SMALL[:15] + ["-roi", "3", "30", "5", "36"]).run()
+    monkeypatch.chdir(tmp_path)
+    for given in (None, 0.0, 2.5):
+        outputs = SimpleNamespace(floatfile="f.bin", intfile="i.img", write_pgm=True, pgmfile="p.pgm",
+                                  write_noise=False, noisefile=None, intfile_scale=given, adc_offset=40.0,
+                                  pgm_scale=None)
+        written = write_outputs(result, outputs)
+        counts, scale = int_image(result, given, 40.0)
+        assert written.int_scale == scale == int_scale(result, given)
+        assert np.array_equal(read_smv("i.img").data, counts)
+        assert written.pgm_scale == pgm_image(result, None, scale)[1]
+        assert written.files == ["f.bin", "i.img", "p.pgm"]
