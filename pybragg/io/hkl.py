@@ -6,6 +6,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -259,33 +260,47 @@ def coverage_problem(idx: np.ndarray) -> str | None:
 
     A table expanded to P1 holds every reflection's Friedel mate and reaches every octant of
     index space; an asymmetric unit or a Friedel half does not (mates of centric reflections
-    aside), and pixels whose reflections are missing get ``-default_F``.
+    aside), and pixels whose reflections are missing get ``-default_F``.  It takes a mask of the
+    indices' box (as :func:`read_hkl` has the table's grid).
     """
     idx = np.asarray(idx, dtype=np.int64)
     zero = idx == 0
-    nonzero = idx[~(zero[:, 0] & zero[:, 1] & zero[:, 2])]
-    if len(nonzero) < COVERAGE_MIN_REFLECTIONS:
+    if len(idx) - np.count_nonzero(zero[:, 0] & zero[:, 1] & zero[:, 2]) < COVERAGE_MIN_REFLECTIONS:
         return None
     lo, hi = index_bounds(idx)
-    shape = hi - lo + 1
-    dims = tuple(int(n) for n in shape)
+    dims = tuple(int(n) for n in hi - lo + 1)
     present = np.zeros(math.prod(dims), dtype=bool)
     present[np.ravel_multi_index(tuple((idx - lo).T), dims)] = True
-    mates = -nonzero - lo
-    fits = (mates >= 0) & (mates < shape)
-    inside = fits[:, 0] & fits[:, 1] & fits[:, 2]
-    has_mate = np.zeros(len(nonzero), dtype=bool)
-    has_mate[inside] = present[np.ravel_multi_index(tuple(mates[inside].T), dims)]
-    fraction = float(has_mate.mean())
+    return _box_coverage(present.reshape(dims), lo)
+
+
+def _box_coverage(present: np.ndarray, lo: Sequence[int]) -> str | None:
+    """:func:`coverage_problem` of the reflections marked in ``present``, a box of booleans whose
+    first cell is index ``lo``: the Friedel mates and the octants counted in slices of the box."""
+    lo = [int(x) for x in lo]
+    size = present.shape
+    hi = [low + n - 1 for low, n in zip(lo, size)]
+    inside = all(low <= 0 <= high for low, high in zip(lo, hi))
+    origin = int(bool(present[tuple(-low for low in lo)])) if inside else 0
+    nonzero = int(np.count_nonzero(present)) - origin
+    if nonzero < COVERAGE_MIN_REFLECTIONS:
+        return None
+    # the indices whose mate -h -k -l also lies in the box, against those mates (the box reversed)
+    first = [max(low, -high) for low, high in zip(lo, hi)]
+    last = [min(high, -low) for low, high in zip(lo, hi)]
+    paired = 0
+    if all(f <= g for f, g in zip(first, last)):
+        cells = present[tuple(slice(f - low, g - low + 1) for f, g, low in zip(first, last, lo))]
+        mates = present[tuple(slice(-g - low, -f - low + 1) for f, g, low in zip(first, last, lo))][::-1, ::-1, ::-1]
+        paired = int(np.count_nonzero(cells & mates)) - origin
+    fraction = paired / nonzero
     if fraction < 0.5:
         return (f"only {100 * fraction:.0f}% of its reflections have their Friedel mate (-h -k -l): it looks like "
                 "an asymmetric unit or a Friedel half")
-    positive = nonzero > 0
-    off_axes = nonzero != 0
-    general = off_axes[:, 0] & off_axes[:, 1] & off_axes[:, 2]
-    if np.count_nonzero(general) >= COVERAGE_MIN_REFLECTIONS:
-        octant = positive[general, 0] * 4 + positive[general, 1] * 2 + positive[general, 2]
-        filled = np.count_nonzero(np.bincount(octant, minlength=8))
+    halves = [(slice(0, max(0, min(n, -low))), slice(max(0, 1 - low), n)) for low, n in zip(lo, size)]
+    octants = [int(np.count_nonzero(present[h, k, l_])) for h in halves[0] for k in halves[1] for l_ in halves[2]]
+    if sum(octants) >= COVERAGE_MIN_REFLECTIONS:
+        filled = sum(1 for n in octants if n)
         if filled < 8:
             return f"its reflections fill only {filled} of the 8 octants of h, k, l: it looks like an asymmetric unit"
     return None
@@ -300,6 +315,12 @@ def table_from_arrays(idx: np.ndarray, values: np.ndarray, default_F: float = 0.
     and indices beyond :data:`MAX_INDEX` are a :class:`FormatError`; a dense grid larger than the
     memory rule allows a :class:`~pybragg.errors.ResourceLimitError`, before it is allocated.
     """
+    return _dense_table(idx, values, default_F, name)[0]
+
+
+def _dense_table(idx: np.ndarray, values: np.ndarray, default_F: float = 0.0,
+                 name: str = "the structure-factor table") -> tuple[HKLTable, np.ndarray]:
+    """:func:`table_from_arrays` and the sorted flat indices (into ``F``) of its distinct reflections."""
     idx = np.asarray(idx, dtype=np.int64).reshape(-1, 3)
     values = np.asarray(values, dtype=np.float64).ravel()
     if len(idx) == 0:
@@ -320,11 +341,11 @@ def table_from_arrays(idx: np.ndarray, values: np.ndarray, default_F: float = 0.
                      "engine's copy)")
     flat = np.ravel_multi_index(tuple((idx - lo).T), shape)
     # keep the last occurrence of every reflection
-    _, first_from_end = np.unique(flat[::-1], return_index=True)
+    distinct, first_from_end = np.unique(flat[::-1], return_index=True)
     keep = len(flat) - 1 - first_from_end
     grid = np.full(shape, float(default_F), dtype=np.float64)
     grid.flat[flat[keep]] = values[keep]
-    return HKLTable(F=grid, h_min=int(lo[0]), k_min=int(lo[1]), l_min=int(lo[2]), count=len(keep))
+    return HKLTable(F=grid, h_min=int(lo[0]), k_min=int(lo[1]), l_min=int(lo[2]), count=len(keep)), distinct
 
 
 def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0, warn: bool = True) -> HKLTable:
@@ -344,9 +365,11 @@ def read_hkl(path: str | os.PathLike[str], default_F: float = 0.0, warn: bool = 
     else:
         idx, values = _parse_slow(name, data.decode("utf-8", errors="replace").splitlines())
     del data
-    table = table_from_arrays(idx, values, default_F, name)
+    table, distinct = _dense_table(idx, values, default_F, name)
     if warn:
-        problem = coverage_problem(distinct_indices(idx))
+        present = np.zeros(table.F.shape, dtype=bool)
+        present.flat[distinct] = True
+        problem = _box_coverage(present, (table.h_min, table.k_min, table.l_min))
         if problem:
             warnings.warn(HKLWarning(
                 f"{name}: the table covers only part of the sphere: {problem}; reflections missing from it get "
