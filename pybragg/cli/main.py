@@ -284,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings(), _signals_raise_interrupted():
         warnings.showwarning = _show_warning
         code = _main(args)
-    if argv is None:
-        # the command's process ends now: the interpreter's last garbage collections then skip the
+    if argv is None and not (args and args[0] in SUBCOMMANDS):
+        # a render's process ends now: the interpreter's last garbage collections then skip the
         # objects that are left (some 20 ms of the command's exit); destructors and atexit still run
         gc.freeze()
     return code

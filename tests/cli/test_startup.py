@@ -145,12 +145,13 @@ def test_image_check(values, message) -> None:
     check_image(np.array([[1, 2]]))
 
 
-def test_the_collector_is_frozen_only_when_the_command_ends_the_process(tmp_path) -> None:
+def test_the_collector_is_frozen_only_when_a_render_ends_the_process(tmp_path) -> None:
     code = ("import gc, sys\nimport pybragg.cli.main as m\nm.main(['--version'])\nfirst = gc.get_freeze_count()\n"
-            "sys.argv = ['pybragg', '--version']\nm.main()\nprint(first, gc.get_freeze_count() > 0)")
+            "sys.argv = ['pybragg', 'compare', '--help']\nm.main()\nsecond = gc.get_freeze_count()\n"
+            "sys.argv = ['pybragg', '--version']\nm.main()\nprint(first, second, gc.get_freeze_count() > 0)")
     proc = _python(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "0 True"
+    assert proc.stdout.strip().splitlines()[-1] == "0 0 True"
 
 
 def test_int_image_scaled_in_a_thread_is_written_as_computed(tmp_path, monkeypatch) -> None:
