@@ -756,7 +756,7 @@ PB_ALWAYS_INLINE static inline void orientation_modes(const pixel_context *ctx, 
     double smax2 = 0.0;
     for (int j = 0; j < PB_PIX; ++j) {
         const double s2 = Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j];
-        smax2 = s2 <= smax2 ? smax2 : s2; /* a NaN lane makes smax2 NaN: the block is tested */
+        smax2 = (s2 > smax2 || s2 != s2) ? s2 : smax2; /* a NaN lane keeps smax2 NaN: the block is tested */
     }
     const double smax = sqrt(smax2);
     const int inside = ctx->fl.axis_max[0] * smax <= ctx->fl.cover[0] &&
