@@ -152,7 +152,7 @@ def run_simulation(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         result = sim.run(progress=bar)
         result = add_background(sim, result)  # -stol: the amorphous background onto the spots
     except EngineError as exc:
-        named = _name_input_file(exc, inv)
+        named = _name_input_file(exc, inv, argv)
         if named is exc:
             raise
         raise named from exc
@@ -215,12 +215,15 @@ def file_flags(argv: Sequence[str], inv) -> tuple[list[tuple[str, str]], list[tu
     return outputs, inputs
 
 
-def _name_input_file(exc: EngineError, inv) -> EngineError:
-    """The engine's complaint about an array read from a file, with the flag and file named."""
+def _name_input_file(exc: EngineError, inv, argv: Sequence[str] = ()) -> EngineError:
+    """The engine's complaint about an array read from a file, with the flag and file named; a
+    complaint about the detector origin names ``-pix0_vector_mm`` when that is the flag typed."""
     message = str(exc)
     for start, flag, path in (("mask ", "-mask", inv.mask_path), ("source ", "-sourcefile", inv.source_path)):
         if path is not None and message.startswith(start):
             return EngineError(f"{flag} {path}: {message}")
+    if message.startswith("-pix0_vector:") and "-pix0_vector_mm" in argv and "-pix0_vector" not in argv:
+        return EngineError("-pix0_vector_mm" + message[len("-pix0_vector"):])
     return exc
 
 

@@ -282,3 +282,13 @@ def test_memory_budget_whose_bytes_overflow_is_refused(budget) -> None:
                            "--memory-budget", budget])
     with pytest.raises(UsageError, match=r"^--memory-budget: .* is too large"):
         pybragg.Simulator(pybragg.Config(), memory_budget_gib=float(budget))
+
+
+@pytest.mark.parametrize("flag", ["-pix0_vector", "-pix0_vector_mm"])
+def test_detector_origin_error_names_the_flag_typed(flag, tmp_path) -> None:
+    """A detector plane through the sample is reported under the flag the user gave."""
+    proc = _run(["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5", "-detpixels", "16",
+                 flag, "0", "0", "0", "-floatfile", "f.bin"], tmp_path)
+    line = _one_error_line(proc, 1, "the detector plane passes through the sample")
+    assert line.startswith(f"pybragg: error: {flag}: "), line
+    assert not (tmp_path / "f.bin").exists()
