@@ -344,6 +344,13 @@ static inline void subpixel_position(const pb_geometry *g, const pb_panel_geomet
     }
 }
 
+/* whether the resolution cut (-dmin) skips a source whose scattering vector has sin(theta)/lambda
+   = stol: d = 1 / (2 stol) below dmin */
+PB_ALWAYS_INLINE static inline int beyond_resolution(double dmin, double stol)
+{
+    return dmin > 0.0 && stol > 0.0 && dmin > 0.5 / stol;
+}
+
 /* trace sink of pb_trace_pixel; NULL in the pixel loop */
 typedef struct tracer {
     pb_trace_record *records;
@@ -575,7 +582,7 @@ static inline double render_pixel(const pixel_context *ctx, const pb_panel_geome
                         trace_emit(tr, "scattering", layer, ss, sf, is, -1, -1, S, 3);
                         trace1(tr, "stol", layer, ss, sf, is, -1, -1, stol);
                     }
-                    if (g->dmin > 0.0 && stol > 0.0 && g->dmin > 0.5 / stol) continue;
+                    if (beyond_resolution(g->dmin, stol)) continue;
 
                     if (polar == 0.0 || os_polar)
                         polar = polarization_factor(g->polarization, incident, diffracted, g->polar);
@@ -858,7 +865,7 @@ static inline void block_body(const pixel_context *ctx, const pb_panel_geometry 
                         int any_kept = 0;
                         for (int j = 0; j < PB_PIX; ++j) {
                             const double stol = 0.5 * sqrt(Sx[j] * Sx[j] + Sy[j] * Sy[j] + Sz[j] * Sz[j]);
-                            const int cut = stol > 0.0 && g->dmin > 0.5 / stol;
+                            const int cut = beyond_resolution(g->dmin, stol);
                             keep[j] = cut ? 0.0 : 1.0;
                             any_kept |= !cut;
                         }
